@@ -1,0 +1,470 @@
+//! One connection between two runtimes: the handshake, a reader task that turns bytes into
+//! messages, a writer task that batches frames onto the transport, and the tables of calls in
+//! flight in each direction. Calls go both ways over one connection (callbacks need no second
+//! connection and no listening port on the caller's side).
+//!
+//! **Invariant:** a caller waiting on a reply is always woken: by the reply, by its deadline,
+//! or by [`Connection::close`], which fails every pending call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::RemoteError;
+use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
+use crate::id::{CallId, ObjId, RuntimeId};
+use crate::message::{self, CallHeader, Hello, Message, Status, flags};
+use crate::runtime::RuntimeInner;
+use crate::transport::{BoxRead, BoxWrite, Link};
+
+/// Frames written in one go at most: bounds the size of a batch, not the queue.
+const MAX_BATCH: usize = 64;
+
+/// How long a closing connection may spend writing what is still queued (an error frame).
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
+
+/// What a caller receives for a call it sent.
+pub(crate) enum Received {
+    /// The reply frame (kind byte first) and where its payload starts.
+    Reply {
+        status: Status,
+        frame: Vec<u8>,
+        payload: usize,
+    },
+    /// The peer received a one-way call (zero-capacity links).
+    Ack,
+    /// A one-way call was handed to the transport.
+    Sent,
+}
+
+type PendingTx = oneshot::Sender<Result<Received, RemoteError>>;
+
+/// A live connection to a peer runtime. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    inner: Arc<ConnInner>,
+}
+
+pub(crate) struct ConnInner {
+    /// The peer runtime.
+    pub(crate) peer: RuntimeId,
+    /// The peer's transport address.
+    pub(crate) peer_addr: String,
+    pub(crate) peer_is_local_host: bool,
+    /// The host the peer reached us at, when known.
+    pub(crate) local_host: Option<String>,
+    /// Frames to write; bounded, so senders wait when the peer does not keep up.
+    tx: mpsc::Sender<Vec<u8>>,
+    /// Calls we sent and wait a reply for, by call id. **Invariant:** after `closed` is set,
+    /// nothing is inserted that `close` would not see (see `call`).
+    pending: Mutex<HashMap<u64, PendingTx>>,
+    /// Handlers running for calls the peer sent, so a cancel or a disconnect can stop them.
+    running: Mutex<HashMap<u64, AbortHandle>>,
+    next_call: AtomicU64,
+    closed: AtomicBool,
+    /// Wakes the writer to flush and stop.
+    stop_writer: Notify,
+    max_frame: usize,
+    /// Calls this side sent and served, for introspection.
+    pub(crate) calls_sent: AtomicU64,
+    pub(crate) calls_served: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent (single inserts and
+    // removes), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Connection {
+    pub(crate) fn peer(&self) -> RuntimeId {
+        self.inner.peer
+    }
+
+    pub(crate) fn info(&self) -> &ConnInner {
+        &self.inner
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_frame(&self) -> usize {
+        self.inner.max_frame
+    }
+
+    pub(crate) fn same(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Queues a frame, waiting while the send buffer is full.
+    pub(crate) async fn send(&self, frame: Vec<u8>) -> Result<(), RemoteError> {
+        if self.is_closed() {
+            return Err(RemoteError::lost("the connection is closed"));
+        }
+        self.inner
+            .tx
+            .send(frame)
+            .await
+            .map_err(|_| RemoteError::lost("the connection is closed"))
+    }
+
+    /// Queues a small control frame without waiting; if the buffer is full, a task sends it.
+    fn send_soon(&self, frame: Vec<u8>) {
+        match self.inner.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                let tx = self.inner.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(frame).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Sends a call and waits for its reply (or, for a one-way call, until it is sent or acked).
+    /// Dropping the returned future before the reply tells the peer to stop the handler.
+    pub(crate) async fn call(
+        &self,
+        object: ObjId,
+        method: &str,
+        args: &[u8],
+        deadline: Instant,
+        call_flags: u8,
+    ) -> Result<Received, RemoteError> {
+        let id = self.inner.next_call.fetch_add(1, Ordering::Relaxed);
+        let oneway = call_flags & flags::ONEWAY != 0;
+        let wants_answer = !oneway || call_flags & flags::ACK != 0;
+        let header = CallHeader {
+            call: CallId(id),
+            object,
+            method: method.to_string(),
+            timeout_us: deadline
+                .saturating_duration_since(Instant::now())
+                .as_micros()
+                .min(u64::MAX as u128) as u64,
+            flags: call_flags,
+        };
+        let mut f = message::call(&header, args.len());
+        f.body().extend_from_slice(args);
+        let frame = f.finish(self.inner.max_frame)?;
+
+        let mut guard = PendingGuard {
+            conn: self,
+            id,
+            armed: false,
+            sent: false,
+        };
+        let rx = if wants_answer {
+            let (tx, rx) = oneshot::channel();
+            lock(&self.inner.pending).insert(id, tx);
+            guard.armed = true;
+            // `close` sets `closed` before draining `pending`: either it drained our entry, or we
+            // see the flag here.
+            if self.is_closed() {
+                return Err(RemoteError::lost("the connection is closed"));
+            }
+            Some(rx)
+        } else {
+            None
+        };
+        self.inner.calls_sent.fetch_add(1, Ordering::Relaxed);
+        self.send(frame).await?;
+        guard.sent = true;
+        let Some(rx) = rx else {
+            return Ok(Received::Sent);
+        };
+        let r = rx
+            .await
+            .unwrap_or_else(|_| Err(RemoteError::lost("the connection is closed")));
+        guard.armed = false;
+        r
+    }
+
+    fn complete(&self, id: u64, r: Result<Received, RemoteError>) {
+        let tx = lock(&self.inner.pending).remove(&id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(r);
+            }
+            // A late answer to a call whose caller gave up.
+            None => tracing::trace!(call = id, "answer to a call nobody waits for"),
+        }
+    }
+
+    /// Registers a running handler so a cancel or a disconnect can stop it.
+    pub(crate) fn track(&self, call: CallId, h: AbortHandle) {
+        lock(&self.inner.running).insert(call.0, h);
+    }
+
+    pub(crate) fn untrack(&self, call: CallId) {
+        lock(&self.inner.running).remove(&call.0);
+    }
+
+    /// Closes the connection: fails every pending call, stops every running handler, flushes
+    /// what is queued (an error frame) and stops the writer. Idempotent.
+    pub(crate) fn close(&self, rt: &RuntimeInner, reason: &RemoteError) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(peer = %self.inner.peer, addr = %self.inner.peer_addr, %reason, "connection closed");
+        let pending: Vec<PendingTx> = lock(&self.inner.pending).drain().map(|(_, v)| v).collect();
+        for tx in pending {
+            let _ = tx.send(Err(RemoteError::lost(reason)));
+        }
+        let running: Vec<AbortHandle> = lock(&self.inner.running).drain().map(|(_, v)| v).collect();
+        for h in running {
+            h.abort();
+        }
+        self.inner.stop_writer.notify_one();
+        rt.conns.remove(self);
+    }
+}
+
+/// Forgets a pending call if the caller stops waiting, and tells the peer to stop its handler.
+struct PendingGuard<'a> {
+    conn: &'a Connection,
+    id: u64,
+    armed: bool,
+    sent: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        lock(&self.conn.inner.pending).remove(&self.id);
+        if self.sent && !self.conn.is_closed() {
+            self.conn.send_soon(message::cancel(CallId(self.id)));
+        }
+    }
+}
+
+/// Why reading a frame stopped.
+enum ReadError {
+    /// The peer closed the stream between frames.
+    Eof,
+    /// The transport failed.
+    Io(std::io::Error),
+    /// The peer broke the protocol; it gets an error frame.
+    Protocol(RemoteError),
+}
+
+/// Reads one frame (kind byte and body), checking its length before allocating.
+async fn read_frame(r: &mut BufReader<BoxRead>, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut len = [0u8; LENGTH_LEN];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ReadError::Eof),
+        Err(e) => return Err(ReadError::Io(e)),
+    }
+    let len = frame::check_length(len, max).map_err(ReadError::Protocol)?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await.map_err(ReadError::Io)?;
+    Ok(buf)
+}
+
+/// Runs the handshake on a fresh link and starts the connection's tasks.
+pub(crate) async fn establish(
+    rt: &Arc<RuntimeInner>,
+    link: Link,
+) -> Result<Connection, RemoteError> {
+    let Link {
+        reader,
+        mut writer,
+        peer,
+        local_host,
+        peer_is_local_host,
+    } = link;
+    let max = rt.config.max_frame;
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+
+    let hello = Hello {
+        runtime: rt.id,
+        endpoints: rt.advertised_for(local_host.as_deref()),
+        auth: None,
+    };
+    let mut out = frame::preamble().to_vec();
+    out.extend_from_slice(&message::hello(&hello, max)?);
+    writer
+        .write_all(&out)
+        .await
+        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+
+    let mut p = [0u8; PREAMBLE_LEN];
+    reader
+        .read_exact(&mut p)
+        .await
+        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+    if let Err(e) = frame::check_preamble(&p) {
+        tracing::warn!(%peer, error = %e, "rejected a peer at the handshake");
+        let _ = writer.write_all(&message::error(&e)).await;
+        let _ = writer.shutdown().await;
+        return Err(e);
+    }
+    let theirs = match read_frame(&mut reader, max).await {
+        Ok(f) => match message::decode(&f) {
+            Ok(Message::Hello(h)) => h,
+            Ok(Message::Error(e)) => return Err(e),
+            Ok(_) => Err(RemoteError::protocol("expected a hello frame"))?,
+            Err(e) => {
+                let _ = writer.write_all(&message::error(&e)).await;
+                return Err(e);
+            }
+        },
+        Err(ReadError::Protocol(e)) => {
+            let _ = writer.write_all(&message::error(&e)).await;
+            return Err(e);
+        }
+        Err(ReadError::Eof) => {
+            return Err(RemoteError::lost(format!(
+                "{peer} closed during the handshake"
+            )));
+        }
+        Err(ReadError::Io(e)) => {
+            return Err(RemoteError::lost(format!("handshake with {peer}: {e}")));
+        }
+    };
+
+    let (tx, rx) = mpsc::channel(rt.config.send_buffer.max(1));
+    let conn = Connection {
+        inner: Arc::new(ConnInner {
+            peer: theirs.runtime,
+            peer_addr: peer,
+            peer_is_local_host,
+            local_host,
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            stop_writer: Notify::new(),
+            max_frame: max,
+            calls_sent: AtomicU64::new(0),
+            calls_served: AtomicU64::new(0),
+        }),
+    };
+    rt.handle
+        .spawn(write_loop(conn.clone(), rt.clone(), writer, rx));
+    rt.handle.spawn(read_loop(conn.clone(), rt.clone(), reader));
+    Ok(conn)
+}
+
+async fn write_loop(
+    conn: Connection,
+    rt: Arc<RuntimeInner>,
+    mut w: BoxWrite,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
+    let mut joined: Vec<u8> = Vec::new();
+    loop {
+        let n = tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            _ = conn.inner.stop_writer.notified() => break,
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = write_batch(&mut w, &mut batch, &mut joined).await {
+            conn.close(&rt, &RemoteError::lost(format!("write failed: {e}")));
+            return;
+        }
+    }
+    // Closing: write what is still queued (an error frame, replies) within a bound, then stop.
+    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, async {
+        while let Ok(f) = rx.try_recv() {
+            batch.push(f);
+        }
+        let _ = write_batch(&mut w, &mut batch, &mut joined).await;
+        let _ = w.shutdown().await;
+    })
+    .await;
+}
+
+async fn write_batch(
+    w: &mut BoxWrite,
+    batch: &mut Vec<Vec<u8>>,
+    joined: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if batch.len() == 1 {
+        w.write_all(&batch[0]).await?;
+    } else if !batch.is_empty() {
+        // One write for many small frames: one syscall, one segment.
+        joined.clear();
+        for f in batch.iter() {
+            joined.extend_from_slice(f);
+        }
+        w.write_all(joined).await?;
+    }
+    batch.clear();
+    w.flush().await
+}
+
+async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<BoxRead>) {
+    let max = rt.config.max_frame;
+    let reason = loop {
+        let frame = match read_frame(&mut r, max).await {
+            Ok(f) => f,
+            Err(ReadError::Eof) => break RemoteError::lost("the peer closed the connection"),
+            Err(ReadError::Io(e)) => break RemoteError::lost(e),
+            Err(ReadError::Protocol(e)) => break reject(&conn, e),
+        };
+        let msg = match message::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => break reject(&conn, e),
+        };
+        match msg {
+            Message::Call { header, payload } => {
+                conn.inner.calls_served.fetch_add(1, Ordering::Relaxed);
+                if header.flags & flags::ACK != 0 {
+                    conn.send_soon(message::ack(header.call));
+                }
+                crate::dispatch::serve(&rt, &conn, header, &frame[payload..]);
+            }
+            Message::Reply {
+                call,
+                status,
+                payload,
+            } => conn.complete(
+                call.0,
+                Ok(Received::Reply {
+                    status,
+                    frame,
+                    payload,
+                }),
+            ),
+            Message::Ack(call) => conn.complete(call.0, Ok(Received::Ack)),
+            Message::Cancel(call) => {
+                if let Some(h) = lock(&conn.inner.running).remove(&call.0) {
+                    tracing::debug!(call = call.0, "the caller cancelled; stopping the handler");
+                    h.abort();
+                }
+            }
+            Message::Error(e) => {
+                tracing::warn!(peer = %conn.inner.peer, error = %e, "the peer closed the connection with an error");
+                break e;
+            }
+            Message::Hello(_) => {
+                break reject(&conn, RemoteError::protocol("unexpected hello frame"));
+            }
+        }
+    };
+    conn.close(&rt, &reason);
+}
+
+/// Logs a protocol violation and queues an error frame for the peer before the connection closes.
+fn reject(conn: &Connection, e: RemoteError) -> RemoteError {
+    tracing::warn!(peer = %conn.inner.peer, addr = %conn.inner.peer_addr, error = %e, "protocol violation; closing the connection");
+    conn.send_soon(message::error(&e));
+    e
+}

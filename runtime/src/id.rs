@@ -1,0 +1,69 @@
+//! Identifiers that travel on the wire, as newtypes so they cannot be mixed up.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one runtime (one process may hold several) for its whole life.
+///
+/// A fresh random id is drawn at start, so a restarted server is a different runtime: handles to
+/// objects of the old one fail with "no such object" instead of reaching an unrelated object.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RuntimeId(uuid::Uuid);
+
+impl RuntimeId {
+    /// Draws a new random runtime id.
+    pub fn random() -> Self {
+        RuntimeId(uuid::Uuid::new_v4())
+    }
+
+    /// The id as 16 bytes, as it is sent in the handshake.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for RuntimeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The first group is enough to tell runtimes apart in logs and stays readable.
+        let s = self.0.simple().to_string();
+        f.write_str(&s[..8])
+    }
+}
+
+impl fmt::Debug for RuntimeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RuntimeId({})", self.0)
+    }
+}
+
+/// Identifies an exported object within its owner's runtime.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjId(pub u64);
+
+impl ObjId {
+    /// The registry every runtime with `.registry()` serves, reachable without a lookup.
+    pub const REGISTRY: ObjId = ObjId(1);
+    /// The first id handed out to ordinary exported objects; ids below are reserved for
+    /// well-known objects (registry, introspection).
+    pub(crate) const FIRST_DYNAMIC: u64 = 16;
+}
+
+impl fmt::Display for ObjId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Identifies one call on one connection; the reply carries it back.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct CallId(pub(crate) u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

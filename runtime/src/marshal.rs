@@ -1,0 +1,192 @@
+//! Turning arguments and results into MessagePack and back, for the generated stub and dispatch.
+//!
+//! Encoding and decoding run synchronously inside a [`MarshalCtx`] scope (a thread-local): a
+//! [`Remote`](crate::Remote) met while encoding is exported into that runtime and written as a
+//! reference; one met while decoding becomes a handle bound to that runtime and connection.
+//! Outside a scope, a `Remote` cannot be encoded or decoded and says so.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::connection::Connection;
+use crate::runtime::RuntimeInner;
+use crate::{BoxFuture, RemoteError};
+
+/// The runtime (and, when on the wire, the connection) that references are marshalled for.
+#[derive(Clone)]
+pub(crate) struct MarshalCtx {
+    pub(crate) rt: Arc<RuntimeInner>,
+    /// The connection the bytes travel over; `None` only for encoding outside a call.
+    pub(crate) conn: Option<Connection>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<MarshalCtx>> = const { RefCell::new(None) };
+}
+
+impl MarshalCtx {
+    /// Runs `f` with `self` as the current context, restoring the previous one afterwards
+    /// (contexts nest when a handler encodes while another runtime decodes on the same thread).
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<MarshalCtx>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// The current context, if a marshalling scope is active on this thread.
+    pub(crate) fn current() -> Option<MarshalCtx> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+}
+
+/// Encodes a method's arguments, one by one so an error can name the argument.
+#[doc(hidden)]
+pub struct ArgsEncoder {
+    pub(crate) buf: Vec<u8>,
+    ctx: MarshalCtx,
+}
+
+impl ArgsEncoder {
+    pub(crate) fn new(ctx: MarshalCtx, n: usize) -> Self {
+        let mut buf = Vec::with_capacity(16);
+        // A Vec never fails to grow here short of allocation failure, which aborts anyway.
+        let _ = rmp::encode::write_array_len(&mut buf, n as u32);
+        ArgsEncoder { buf, ctx }
+    }
+
+    /// Appends one argument.
+    pub fn push<A: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &A,
+    ) -> Result<(), RemoteError> {
+        let buf = &mut self.buf;
+        self.ctx
+            .enter(|| value.serialize(&mut rmp_serde::Serializer::new(&mut *buf)))
+            .map_err(|e| RemoteError::Marshalling {
+                what: format!("argument `{name}`"),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// Decodes a method's arguments, one by one so an error can name the argument.
+#[doc(hidden)]
+pub struct ArgsDecoder<'a> {
+    de: rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'a, [u8]>>,
+    method: &'static str,
+    ctx: &'a MarshalCtx,
+}
+
+impl ArgsDecoder<'_> {
+    /// Decodes the next argument.
+    pub fn next<A: DeserializeOwned>(&mut self, name: &'static str) -> Result<A, RemoteError> {
+        let de = &mut self.de;
+        self.ctx
+            .enter(|| A::deserialize(de))
+            .map_err(|e| RemoteError::Marshalling {
+                what: format!("argument `{name}` of `{}`", self.method),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// How a dispatched call ended, encoded and ready for the reply frame.
+#[doc(hidden)]
+pub enum Outcome {
+    /// The method returned `Ok`; the encoded `T`.
+    Ok(Vec<u8>),
+    /// The method returned its own error; the encoded `E`.
+    AppError(Vec<u8>),
+    /// The call failed in the remoting layer.
+    Failed(RemoteError),
+}
+
+/// What generated dispatch code gets for one incoming call.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct CallCtx {
+    pub(crate) marshal: MarshalCtx,
+}
+
+impl CallCtx {
+    /// Starts decoding the arguments of `method`, checking their number.
+    pub fn args<'a>(
+        &'a self,
+        args: &'a [u8],
+        method: &'static str,
+        n: usize,
+    ) -> Result<ArgsDecoder<'a>, RemoteError> {
+        let mut rd = args;
+        let got = rmp::decode::read_array_len(&mut rd).map_err(|e| RemoteError::Marshalling {
+            what: format!("the arguments of `{method}`"),
+            detail: format!("expected an array of {n} arguments: {e}"),
+        })?;
+        if got as usize != n {
+            return Err(RemoteError::Marshalling {
+                what: format!("the arguments of `{method}`"),
+                detail: format!(
+                    "expected {n} arguments, got {got} (do both sides run the same version?)"
+                ),
+            });
+        }
+        Ok(ArgsDecoder {
+            de: rmp_serde::Deserializer::from_read_ref(rd),
+            method,
+            ctx: &self.marshal,
+        })
+    }
+
+    /// Encodes what a method returned.
+    pub fn encode_result<T: Serialize, E: Serialize>(&self, r: Result<T, E>) -> Outcome {
+        match r {
+            Ok(v) => match self.encode(&v) {
+                Ok(b) => Outcome::Ok(b),
+                Err(e) => Outcome::Failed(e),
+            },
+            Err(app) => match self.encode(&app) {
+                Ok(b) => Outcome::AppError(b),
+                Err(e) => Outcome::Failed(e),
+            },
+        }
+    }
+
+    fn encode<V: Serialize>(&self, v: &V) -> Result<Vec<u8>, RemoteError> {
+        let mut buf = Vec::new();
+        self.marshal
+            .enter(|| v.serialize(&mut rmp_serde::Serializer::new(&mut buf)))
+            .map_err(|e| RemoteError::Marshalling {
+                what: "the result".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(buf)
+    }
+}
+
+/// A finished future holding a failure, for dispatch code that fails before calling the method.
+#[doc(hidden)]
+pub fn failed(e: RemoteError) -> BoxFuture<'static, Outcome> {
+    Box::pin(std::future::ready(Outcome::Failed(e)))
+}
+
+/// Decodes a reply payload within `ctx`.
+pub(crate) fn decode_value<V: DeserializeOwned>(
+    ctx: &MarshalCtx,
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<V, RemoteError> {
+    ctx.enter(|| rmp_serde::from_slice(bytes))
+        .map_err(|e| RemoteError::Marshalling {
+            what: what(),
+            detail: e.to_string(),
+        })
+}

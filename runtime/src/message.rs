@@ -1,0 +1,273 @@
+//! The messages carried in frames, and their encoding. Every type here is a wire type: changing
+//! one is a protocol change (bump [`PROTOCOL_VERSION`](crate::frame::PROTOCOL_VERSION) and update
+//! `docs/PROTOCOL.md`).
+//!
+//! Headers are MessagePack arrays (rmp-serde's positional struct encoding). `Call` and `Reply`
+//! headers are followed, in the same frame, by a MessagePack payload that is decoded later by
+//! the generated code, so the payload is never copied or decoded twice.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::RemoteError;
+use crate::frame::{FrameBuf, Kind};
+use crate::id::{CallId, ObjId, RuntimeId};
+
+/// Bits of [`CallHeader::flags`].
+pub(crate) mod flags {
+    /// The caller expects no reply.
+    pub(crate) const ONEWAY: u8 = 1;
+    /// The caller of a one-way call waits for an [`Ack`](super::Kind::Ack) on receipt.
+    pub(crate) const ACK: u8 = 2;
+}
+
+/// The first frame each side sends after the preamble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    /// The sender's runtime.
+    pub(crate) runtime: RuntimeId,
+    /// Endpoints where the sender can be reached, as URLs (may be empty).
+    pub(crate) endpoints: Vec<String>,
+    /// Reserved for authentication; `nil` today.
+    pub(crate) auth: Option<serde_bytes::ByteBuf>,
+}
+
+/// The header of a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CallHeader {
+    pub(crate) call: CallId,
+    pub(crate) object: ObjId,
+    pub(crate) method: String,
+    /// Time left before the caller gives up, in microseconds.
+    pub(crate) timeout_us: u64,
+    pub(crate) flags: u8,
+}
+
+/// How a call ended, in [`ReplyHeader::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Status {
+    /// The payload is the method's `T`.
+    Ok = 0,
+    /// The payload is the method's application error `E`.
+    AppError = 1,
+    /// The payload is a [`RemoteError`].
+    Failed = 2,
+}
+
+impl Status {
+    fn from_byte(b: u8) -> Result<Status, RemoteError> {
+        match b {
+            0 => Ok(Status::Ok),
+            1 => Ok(Status::AppError),
+            2 => Ok(Status::Failed),
+            other => Err(RemoteError::protocol(format!(
+                "unknown reply status {other}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ReplyHeader {
+    call: CallId,
+    status: u8,
+}
+
+/// A decoded frame. Payloads are given as offsets into the frame so they can be decoded later
+/// without a copy.
+#[derive(Debug)]
+pub(crate) enum Message {
+    Hello(Hello),
+    Call {
+        header: CallHeader,
+        payload: usize,
+    },
+    Reply {
+        call: CallId,
+        status: Status,
+        payload: usize,
+    },
+    Cancel(CallId),
+    Ack(CallId),
+    Error(RemoteError),
+}
+
+/// Decodes a frame body (the bytes after the length prefix: kind and body).
+pub(crate) fn decode(frame: &[u8]) -> Result<Message, RemoteError> {
+    let (&kind, body) = frame
+        .split_first()
+        .ok_or_else(|| RemoteError::protocol("empty frame"))?;
+    let kind = Kind::from_byte(kind)?;
+    // Offsets are relative to `frame`, so the payload is frame[payload..].
+    let mut cur = Cursor::new(body);
+    let msg = match kind {
+        Kind::Hello => Message::Hello(read(&mut cur, "hello")?),
+        Kind::Call => {
+            let header: CallHeader = read(&mut cur, "call header")?;
+            Message::Call {
+                header,
+                payload: 1 + cur.position() as usize,
+            }
+        }
+        Kind::Reply => {
+            let h: ReplyHeader = read(&mut cur, "reply header")?;
+            Message::Reply {
+                call: h.call,
+                status: Status::from_byte(h.status)?,
+                payload: 1 + cur.position() as usize,
+            }
+        }
+        Kind::Cancel => Message::Cancel(read(&mut cur, "cancel")?),
+        Kind::Ack => Message::Ack(read(&mut cur, "ack")?),
+        Kind::Error => Message::Error(read(&mut cur, "error")?),
+    };
+    Ok(msg)
+}
+
+fn read<T: DeserializeOwned>(cur: &mut Cursor<&[u8]>, what: &str) -> Result<T, RemoteError> {
+    rmp_serde::decode::from_read(cur)
+        .map_err(|e| RemoteError::protocol(format!("malformed {what}: {e}")))
+}
+
+fn write<T: Serialize>(frame: &mut FrameBuf, value: &T) {
+    // Encoding our own header types into a Vec cannot fail: they hold only integers, strings
+    // and byte strings, and writing to a Vec does no IO.
+    let r = rmp_serde::encode::write(frame.body(), value);
+    debug_assert!(r.is_ok(), "header encoding failed: {r:?}");
+}
+
+/// Encodes a whole frame holding only a header (no payload).
+pub(crate) fn hello(h: &Hello, max: usize) -> Result<Vec<u8>, RemoteError> {
+    let mut f = FrameBuf::new(Kind::Hello, 64);
+    write(&mut f, h);
+    f.finish(max)
+}
+
+pub(crate) fn cancel(call: CallId) -> Vec<u8> {
+    small(Kind::Cancel, &call)
+}
+
+pub(crate) fn ack(call: CallId) -> Vec<u8> {
+    small(Kind::Ack, &call)
+}
+
+pub(crate) fn error(e: &RemoteError) -> Vec<u8> {
+    small(Kind::Error, e)
+}
+
+fn small<T: Serialize>(kind: Kind, v: &T) -> Vec<u8> {
+    let mut f = FrameBuf::new(kind, 16);
+    write(&mut f, v);
+    // These frames are a few dozen bytes (an error message at most a few hundred).
+    f.finish(usize::MAX).unwrap_or_default()
+}
+
+/// Starts a call frame; the caller appends the arguments payload and finishes it.
+pub(crate) fn call(header: &CallHeader, payload_len: usize) -> FrameBuf {
+    let mut f = FrameBuf::new(Kind::Call, 24 + header.method.len() + payload_len);
+    write(&mut f, header);
+    f
+}
+
+/// Starts a reply frame; the caller appends the result payload and finishes it.
+pub(crate) fn reply(call: CallId, status: Status, payload_len: usize) -> FrameBuf {
+    let mut f = FrameBuf::new(Kind::Reply, 12 + payload_len);
+    write(
+        &mut f,
+        &ReplyHeader {
+            call,
+            status: status as u8,
+        },
+    );
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::LENGTH_LEN;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[LENGTH_LEN..]
+    }
+
+    #[test]
+    fn call_frames_carry_header_and_payload() {
+        let h = CallHeader {
+            call: CallId(7),
+            object: ObjId(16),
+            method: "add".into(),
+            timeout_us: 1_000_000,
+            flags: 0,
+        };
+        let mut f = call(&h, 2);
+        f.body().extend_from_slice(&[0x91, 0x05]); // [5]
+        let frame = f.finish(1 << 20).unwrap();
+        match decode(body(&frame)).unwrap() {
+            Message::Call { header, payload } => {
+                assert_eq!(header, h);
+                assert_eq!(&body(&frame)[payload..], &[0x91, 0x05]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reply_frames_carry_status_and_payload() {
+        let mut f = reply(CallId(9), Status::AppError, 1);
+        f.body().push(0xc0);
+        let frame = f.finish(1 << 20).unwrap();
+        match decode(body(&frame)).unwrap() {
+            Message::Reply {
+                call,
+                status,
+                payload,
+            } => {
+                assert_eq!((call, status), (CallId(9), Status::AppError));
+                assert_eq!(&body(&frame)[payload..], &[0xc0]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn small_frames_round_trip() {
+        let id = RuntimeId::random();
+        let h = Hello {
+            runtime: id,
+            endpoints: vec!["tcp://127.0.0.1:1".into()],
+            auth: None,
+        };
+        let f = hello(&h, 1 << 20).unwrap();
+        assert!(matches!(decode(body(&f)).unwrap(), Message::Hello(x) if x == h));
+        assert!(matches!(
+            decode(body(&cancel(CallId(3)))).unwrap(),
+            Message::Cancel(CallId(3))
+        ));
+        assert!(matches!(
+            decode(body(&ack(CallId(4)))).unwrap(),
+            Message::Ack(CallId(4))
+        ));
+        let e = RemoteError::protocol("x");
+        assert!(matches!(decode(body(&error(&e))).unwrap(), Message::Error(x) if x == e));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let cases: &[&[u8]] = &[
+            &[],
+            &[0],
+            &[2],
+            &[2, 0xc1],
+            &[2, 0x95, 1, 2, 3],
+            &[3, 0x92, 1, 9],
+            &[1, 0xff, 0xff],
+            &[6, 0x81, 0xa1, b'x', 0x01],
+        ];
+        for c in cases {
+            assert!(decode(c).is_err(), "{c:?} decoded");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The registry: names for remote objects, like Java's `rmiregistry`.
+//!
+//! [`Registry`] is an ordinary remote interface (the first user of `#[remote]`), served by any
+//! runtime built with `.registry()` under the well-known object id 1, so it is reached with an
+//! endpoint alone: [`locate`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::Endpoint;
+use crate::{AnyRemote, Caller, Remote, RemoteError, remote};
+
+/// One name in a registry and the interface of the object bound to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The name.
+    pub name: String,
+    /// The bound object's interface.
+    pub interface: String,
+}
+
+/// The registry's remote interface.
+///
+/// `bind`, `rebind` and `unbind` are accepted only from the registry's own host unless the
+/// runtime was built with `registry_accepts_remote_writes(true)`; `lookup` and `list` from anywhere.
+#[remote(name = "oxrmi.Registry")]
+pub trait Registry: Send + Sync {
+    /// Binds `name` to `object`; fails with `AlreadyBound` if the name is taken.
+    async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError>;
+    /// Binds `name` to `object`, replacing any earlier binding.
+    async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError>;
+    /// Removes `name`; fails with `NotBound` if it is not bound.
+    async fn unbind(&self, name: String) -> Result<(), RemoteError>;
+    /// The object bound to `name`; fails with `NotBound` naming it.
+    async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError>;
+    /// Every binding, sorted by name.
+    async fn list(&self) -> Result<Vec<Binding>, RemoteError>;
+}
+
+/// The in-memory registry a runtime serves.
+#[derive(Default)]
+pub(crate) struct RegistryService {
+    bindings: Mutex<BTreeMap<String, AnyRemote>>,
+    /// Whether other hosts may bind, rebind and unbind.
+    pub(crate) remote_writes: bool,
+}
+
+impl RegistryService {
+    pub(crate) fn new(remote_writes: bool) -> Self {
+        RegistryService {
+            bindings: Mutex::default(),
+            remote_writes,
+        }
+    }
+
+    fn check_write(&self, op: &str) -> Result<(), RemoteError> {
+        match Caller::current() {
+            Some(c) if !c.is_local_host() && !self.remote_writes => {
+                tracing::warn!(caller = %c.address(), op, "refused a registry write from another host");
+                Err(RemoteError::AccessDenied {
+                    reason: format!("{op} is accepted only from the registry's own host"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn bindings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AnyRemote>> {
+        self.bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[remote]
+impl Registry for RegistryService {
+    async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.check_write("bind")?;
+        let mut b = self.bindings();
+        if b.contains_key(&name) {
+            return Err(RemoteError::AlreadyBound { name });
+        }
+        tracing::info!(%name, interface = object.interface(), "bound");
+        b.insert(name, object);
+        Ok(())
+    }
+
+    async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.check_write("rebind")?;
+        tracing::info!(%name, interface = object.interface(), "rebound");
+        self.bindings().insert(name, object);
+        Ok(())
+    }
+
+    async fn unbind(&self, name: String) -> Result<(), RemoteError> {
+        self.check_write("unbind")?;
+        match self.bindings().remove(&name) {
+            Some(_) => {
+                tracing::info!(%name, "unbound");
+                Ok(())
+            }
+            None => Err(RemoteError::NotBound { name }),
+        }
+    }
+
+    async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError> {
+        self.bindings()
+            .get(&name)
+            .cloned()
+            .ok_or(RemoteError::NotBound { name })
+    }
+
+    async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
+        Ok(self
+            .bindings()
+            .iter()
+            .map(|(name, o)| Binding {
+                name: name.clone(),
+                interface: o.interface().to_string(),
+            })
+            .collect())
+    }
+}
+
+/// A handle to the registry served at `endpoint`, through the process-wide default runtime.
+/// No connection is opened until the first call.
+pub fn locate(endpoint: &Endpoint) -> Remote<dyn Registry> {
+    crate::naming::default_runtime().registry_at(endpoint)
+}

@@ -1,0 +1,559 @@
+//! [`Runtime`]: exports objects, listens on endpoints, keeps one connection per peer runtime,
+//! and optionally serves a registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::RemoteError;
+use crate::connection::{self, Connection};
+use crate::endpoint::{Endpoint, ObjectUrl};
+use crate::frame::DEFAULT_MAX_FRAME;
+use crate::id::{ObjId, RuntimeId};
+use crate::object::ObjectTable;
+use crate::registry::{Binding, Registry, RegistryService};
+use crate::remote::{AnyRemote, Interface, ObjRef, Remote};
+use crate::stub::StubHandle;
+use crate::transport::{self, Listener};
+
+/// Settings of a runtime, with their defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Deadline of a call when the caller sets none. Long enough for slow work, short enough that
+    /// a lost peer is noticed in interactive use.
+    pub(crate) call_timeout: Duration,
+    /// Time to open a connection and finish the handshake.
+    pub(crate) connect_timeout: Duration,
+    /// Largest frame accepted or sent.
+    pub(crate) max_frame: usize,
+    /// Frames queued per connection before senders wait; 0 makes one-way calls wait for the
+    /// peer's acknowledgement.
+    pub(crate) send_buffer: usize,
+    /// Whether the registry accepts bind/rebind/unbind from other hosts.
+    pub(crate) registry_remote_writes: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            call_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_frame: DEFAULT_MAX_FRAME,
+            send_buffer: 1024,
+            registry_remote_writes: false,
+        }
+    }
+}
+
+/// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
+///
+/// ```
+/// # async fn f() -> Result<(), oxrmi::RemoteError> {
+/// let rt = oxrmi::Runtime::builder()
+///     .listen("tcp://127.0.0.1:0")
+///     .registry()
+///     .call_timeout(std::time::Duration::from_secs(5))
+///     .start()
+///     .await?;
+/// println!("listening on {}", rt.endpoints()[0]);
+/// # Ok(()) }
+/// ```
+#[derive(Default, Debug)]
+pub struct RuntimeBuilder {
+    listen: Vec<String>,
+    registry: bool,
+    config: Config,
+}
+
+impl RuntimeBuilder {
+    /// Listens on `endpoint` (`tcp://host:port`; port 0 picks a free port). Repeatable.
+    pub fn listen(mut self, endpoint: impl std::fmt::Display) -> Self {
+        self.listen.push(endpoint.to_string());
+        self
+    }
+
+    /// Serves a registry at this runtime's endpoints (like Java's `LocateRegistry.createRegistry`).
+    pub fn registry(mut self) -> Self {
+        self.registry = true;
+        self
+    }
+
+    /// The deadline of calls that set none (default 30 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take, handshake included (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest frame accepted or sent, in bytes (default 16 MiB). A peer announcing a larger
+    /// frame is disconnected before anything is allocated for it.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// How many frames each connection queues before senders wait (default 1024). With 0, a
+    /// one-way call returns only once the peer has received it.
+    pub fn send_buffer(mut self, frames: usize) -> Self {
+        self.config.send_buffer = frames;
+        self
+    }
+
+    /// Lets the registry accept `bind`, `rebind` and `unbind` from other hosts (default: only
+    /// from this host, as Java's registry does).
+    pub fn registry_accepts_remote_writes(mut self, allow: bool) -> Self {
+        self.config.registry_remote_writes = allow;
+        self
+    }
+
+    /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
+    pub async fn start(self) -> Result<Runtime, RemoteError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
+            reason:
+                "Runtime::start needs a tokio runtime (outside async code, use oxrmi::blocking)"
+                    .into(),
+        })?;
+        self.start_on(handle).await
+    }
+
+    pub(crate) async fn start_on(
+        self,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Runtime, RemoteError> {
+        let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
+        for text in &self.listen {
+            let ep: Endpoint = text.parse()?;
+            let l = transport::bind(&ep).await.map_err(|e| RemoteError::Setup {
+                reason: format!("cannot listen on {ep}: {e}"),
+            })?;
+            listeners.push(l);
+        }
+        let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint()).collect();
+        let (stop, _) = watch::channel(false);
+        let remote_writes = self.config.registry_remote_writes;
+        let inner = Arc::new(RuntimeInner {
+            id: RuntimeId::random(),
+            config: self.config,
+            handle,
+            endpoints,
+            objects: ObjectTable::default(),
+            conns: ConnTable::default(),
+            registry: self
+                .registry
+                .then(|| Arc::new(RegistryService::new(remote_writes))),
+            stop,
+        });
+        if let Some(reg) = &inner.registry {
+            let handle: Remote<dyn Registry> = Remote::from_arc(reg.clone());
+            let any = handle.into_any();
+            inner.objects.export_as(ObjId::REGISTRY, any.exported());
+        }
+        for l in listeners {
+            inner.handle.spawn(accept_loop(inner.clone(), l));
+        }
+        tracing::info!(runtime = %inner.id, endpoints = ?inner.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(), "runtime started");
+        Ok(Runtime { inner })
+    }
+}
+
+/// The shared state of a runtime.
+pub(crate) struct RuntimeInner {
+    pub(crate) id: RuntimeId,
+    pub(crate) config: Config,
+    /// The tokio runtime every task of this runtime is spawned on.
+    pub(crate) handle: tokio::runtime::Handle,
+    /// The bound endpoints (port 0 resolved).
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) objects: ObjectTable,
+    pub(crate) conns: ConnTable,
+    registry: Option<Arc<RegistryService>>,
+    stop: watch::Sender<bool>,
+}
+
+impl RuntimeInner {
+    /// The endpoints to advertise to a peer that reached us at `local_host`: an unspecified listen
+    /// address (`0.0.0.0`) is replaced by the address the peer used.
+    pub(crate) fn advertised_for(&self, local_host: Option<&str>) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .map(|ep| match (ep, local_host) {
+                (Endpoint::Tcp { host, port }, Some(h)) if is_unspecified(host) => {
+                    Endpoint::tcp(h, *port).to_string()
+                }
+                _ => ep.to_string(),
+            })
+            .collect()
+    }
+
+    /// The endpoints to put in a reference sent over `conn`.
+    pub(crate) fn advertised(&self, conn: Option<&Connection>) -> Vec<String> {
+        self.advertised_for(conn.and_then(|c| c.info().local_host.as_deref()))
+    }
+
+    /// A connection to the runtime `runtime` (if known) at one of `endpoints`, reusing a live one.
+    pub(crate) async fn connect(
+        self: &Arc<Self>,
+        runtime: Option<RuntimeId>,
+        endpoints: &[String],
+        describe: impl Fn() -> String,
+    ) -> Result<Connection, RemoteError> {
+        if let Some(id) = runtime {
+            if id == self.id {
+                return Err(RemoteError::NoSuchObject { object: describe() });
+            }
+            if let Some(c) = self.conns.by_runtime(id) {
+                return Ok(c);
+            }
+        }
+        let mut last = None;
+        for text in endpoints {
+            let ep: Endpoint = match text.parse() {
+                Ok(ep) => ep,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match self.dial(&ep).await {
+                Ok(c) => {
+                    if let Some(id) = runtime
+                        && c.peer() != id
+                    {
+                        // Another runtime answers there now: the owner restarted or moved.
+                        return Err(RemoteError::NoSuchObject {
+                            object: format!(
+                                "{} (its runtime is gone; {} answers at {ep})",
+                                describe(),
+                                c.peer()
+                            ),
+                        });
+                    }
+                    return Ok(c);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RemoteError::Unreachable { object: describe() }))
+    }
+
+    /// A connection to whatever runtime listens at `ep`, reusing a live one.
+    pub(crate) async fn dial(self: &Arc<Self>, ep: &Endpoint) -> Result<Connection, RemoteError> {
+        if *self.stop.borrow() {
+            return Err(RemoteError::Shutdown);
+        }
+        if let Some(c) = self.conns.by_endpoint(ep) {
+            return Ok(c);
+        }
+        // One dial per endpoint at a time: concurrent first calls share one connection.
+        let gate = self.conns.gate(ep);
+        let _g = gate.lock().await;
+        if let Some(c) = self.conns.by_endpoint(ep) {
+            return Ok(c);
+        }
+        let rt = self.clone();
+        let ep2 = ep.clone();
+        // Dial on the runtime's own tokio runtime so the socket belongs to it, whoever calls.
+        let task = self.handle.spawn(async move {
+            let link =
+                transport::connect(&ep2)
+                    .await
+                    .map_err(|e| RemoteError::ConnectionRefused {
+                        endpoint: ep2.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            connection::establish(&rt, link).await
+        });
+        let conn = match tokio::time::timeout(self.config.connect_timeout, task).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(join)) => return Err(RemoteError::lost(join)),
+            Err(_) => {
+                return Err(RemoteError::ConnectionRefused {
+                    endpoint: ep.to_string(),
+                    reason: format!("no handshake within {:?}", self.config.connect_timeout),
+                });
+            }
+        };
+        tracing::debug!(%ep, peer = %conn.peer(), "connected");
+        self.conns.insert(conn.clone(), Some(ep.clone()));
+        Ok(conn)
+    }
+}
+
+fn is_unspecified(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+async fn accept_loop(rt: Arc<RuntimeInner>, listener: Box<dyn Listener>) {
+    let mut stop = rt.stop.subscribe();
+    loop {
+        let link = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let link = match link {
+            Ok(l) => l,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let rt2 = rt.clone();
+        rt.handle.spawn(async move {
+            let peer = link.peer.clone();
+            match tokio::time::timeout(
+                rt2.config.connect_timeout,
+                connection::establish(&rt2, link),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    tracing::debug!(%peer, runtime = %conn.peer(), "accepted");
+                    rt2.conns.insert(conn, None);
+                }
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "handshake failed"),
+                Err(_) => tracing::warn!(%peer, "no handshake in time; dropped"),
+            }
+        });
+    }
+}
+
+/// Live connections, by peer runtime and by the endpoint they were dialled at.
+#[derive(Default)]
+pub(crate) struct ConnTable {
+    inner: Mutex<ConnMaps>,
+}
+
+#[derive(Default)]
+struct ConnMaps {
+    by_runtime: HashMap<RuntimeId, Connection>,
+    by_endpoint: HashMap<Endpoint, Connection>,
+    gates: HashMap<Endpoint, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl ConnTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnMaps> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn by_runtime(&self, id: RuntimeId) -> Option<Connection> {
+        self.lock()
+            .by_runtime
+            .get(&id)
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn by_endpoint(&self, ep: &Endpoint) -> Option<Connection> {
+        self.lock()
+            .by_endpoint
+            .get(ep)
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn gate(&self, ep: &Endpoint) -> Arc<tokio::sync::Mutex<()>> {
+        self.lock().gates.entry(ep.clone()).or_default().clone()
+    }
+
+    fn insert(&self, conn: Connection, dialled: Option<Endpoint>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut m = self.lock();
+        // Keep an existing live connection to the same runtime as the one used for new calls
+        // (both ends dialling at once leaves two; either works).
+        m.by_runtime
+            .entry(conn.peer())
+            .and_modify(|c| {
+                if c.is_closed() {
+                    *c = conn.clone();
+                }
+            })
+            .or_insert_with(|| conn.clone());
+        if let Some(ep) = dialled {
+            m.by_endpoint.insert(ep, conn);
+        }
+    }
+
+    pub(crate) fn remove(&self, conn: &Connection) {
+        let mut m = self.lock();
+        m.by_runtime.retain(|_, c| !c.same(conn));
+        m.by_endpoint.retain(|_, c| !c.same(conn));
+    }
+
+    pub(crate) fn all(&self) -> Vec<Connection> {
+        let m = self.lock();
+        let mut v: Vec<Connection> = m.by_runtime.values().cloned().collect();
+        for c in m.by_endpoint.values() {
+            if !v.iter().any(|x| x.same(c)) {
+                v.push(c.clone());
+            }
+        }
+        v
+    }
+}
+
+/// An oxrmi runtime: it exports objects, listens on endpoints, connects to other runtimes and
+/// optionally serves a registry. Cheap to clone; every clone is the same runtime.
+///
+/// ```
+/// # async fn f() -> Result<(), oxrmi::RemoteError> {
+/// use oxrmi::{remote, Remote, RemoteError, Runtime};
+///
+/// #[remote]
+/// pub trait Greeter: Send + Sync {
+///     async fn greet(&self, name: String) -> Result<String, RemoteError>;
+/// }
+///
+/// struct English;
+///
+/// #[remote]
+/// impl Greeter for English {
+///     async fn greet(&self, name: String) -> Result<String, RemoteError> {
+///         Ok(format!("hello, {name}"))
+///     }
+/// }
+///
+/// let rt = Runtime::builder().listen("tcp://127.0.0.1:0").registry().start().await?;
+/// rt.bind("greeter", Remote::<dyn Greeter>::new(English)).await?;
+///
+/// // Another runtime (here in the same process) looks it up over TCP.
+/// let client = Runtime::builder().start().await?;
+/// let url = format!("{}/greeter", rt.endpoints()[0]);
+/// let greeter: Remote<dyn Greeter> = client.lookup_url(&url).await?;
+/// assert!(!greeter.is_local());
+/// assert_eq!(greeter.greet("ada".into()).await?, "hello, ada");
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(f()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("id", &self.inner.id)
+            .field("endpoints", &self.inner.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// This runtime's id.
+    pub fn id(&self) -> RuntimeId {
+        self.inner.id
+    }
+
+    /// The endpoints this runtime listens on, port 0 resolved.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.inner.endpoints.clone()
+    }
+
+    /// How many objects this runtime exports (the registry included).
+    pub fn exported_objects(&self) -> usize {
+        self.inner.objects.len()
+    }
+
+    /// How many connections to other runtimes are open.
+    pub fn connections(&self) -> usize {
+        self.inner.conns.all().len()
+    }
+
+    fn own_registry(&self) -> Result<&Arc<RegistryService>, RemoteError> {
+        self.inner
+            .registry
+            .as_ref()
+            .ok_or_else(|| RemoteError::Setup {
+                reason: "this runtime serves no registry (build it with .registry())".into(),
+            })
+    }
+
+    /// Binds `name` in this runtime's registry; fails if the name is taken.
+    pub async fn bind(&self, name: &str, object: impl Into<AnyRemote>) -> Result<(), RemoteError> {
+        self.own_registry()?
+            .bind(name.to_string(), object.into())
+            .await
+    }
+
+    /// Binds `name` in this runtime's registry, replacing any earlier binding.
+    pub async fn rebind(
+        &self,
+        name: &str,
+        object: impl Into<AnyRemote>,
+    ) -> Result<(), RemoteError> {
+        self.own_registry()?
+            .rebind(name.to_string(), object.into())
+            .await
+    }
+
+    /// Removes `name` from this runtime's registry; fails if it is not bound.
+    pub async fn unbind(&self, name: &str) -> Result<(), RemoteError> {
+        self.own_registry()?.unbind(name.to_string()).await
+    }
+
+    /// Looks `name` up in this runtime's registry.
+    pub async fn lookup<T: ?Sized + Interface>(
+        &self,
+        name: &str,
+    ) -> Result<Remote<T>, RemoteError> {
+        self.own_registry()?
+            .lookup(name.to_string())
+            .await?
+            .downcast()
+    }
+
+    /// Every binding in this runtime's registry.
+    pub async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
+        self.own_registry()?.list().await
+    }
+
+    /// A handle to the registry served at `endpoint`, reached through this runtime.
+    pub fn registry_at(&self, endpoint: &Endpoint) -> Remote<dyn Registry> {
+        let target = ObjRef {
+            runtime: None,
+            object: ObjId::REGISTRY,
+            interface: <dyn Registry as Interface>::NAME.to_string(),
+            endpoints: vec![endpoint.to_string()],
+        };
+        Remote::from_stub(StubHandle::new(self.inner.clone(), target, None))
+    }
+
+    /// Looks up `tcp://host:port/name` through this runtime, checking the interface.
+    pub async fn lookup_url<T: ?Sized + Interface>(
+        &self,
+        url: &str,
+    ) -> Result<Remote<T>, RemoteError> {
+        let url: ObjectUrl = url.parse()?;
+        let name = url.require_name()?.to_string();
+        self.registry_at(&url.endpoint)
+            .lookup(name)
+            .await?
+            .downcast()
+    }
+
+    /// Stops accepting connections and closes every open one; calls in flight fail with
+    /// "connection lost".
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        for c in self.inner.conns.all() {
+            c.close(&self.inner, &RemoteError::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Transports: how bytes move between two runtimes. One module per transport; the rest of the
+//! runtime sees only [`Link`] (a connected byte stream, split in two halves) and [`Listener`].
+//!
+//! A reference read from the wire names its owner's endpoints at run time, so the transport is
+//! picked at run time too: trait objects here, no generic parameters in users' types.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::BoxFuture;
+use crate::endpoint::Endpoint;
+
+pub(crate) mod tcp;
+
+/// The read half of a connection.
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection.
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A connected byte stream to a peer, before the handshake.
+pub(crate) struct Link {
+    pub(crate) reader: BoxRead,
+    pub(crate) writer: BoxWrite,
+    /// The peer's address, for logs and [`Caller`](crate::Caller).
+    pub(crate) peer: String,
+    /// The host part of the address the peer reached us at, when the transport has one: it
+    /// replaces an unspecified listen address (`0.0.0.0`) in the endpoints we advertise to it.
+    pub(crate) local_host: Option<String>,
+    /// Whether the peer runs on this host.
+    pub(crate) peer_is_local_host: bool,
+}
+
+/// Accepts incoming links on one endpoint.
+pub(crate) trait Listener: Send + Sync {
+    /// The next incoming link.
+    fn accept(&self) -> BoxFuture<'_, io::Result<Link>>;
+    /// The endpoint actually bound (port 0 resolved).
+    fn endpoint(&self) -> Endpoint;
+}
+
+/// Starts listening on `ep`.
+pub(crate) async fn bind(ep: &Endpoint) -> io::Result<Box<dyn Listener>> {
+    match ep {
+        Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
+    }
+}
+
+/// Connects to `ep`.
+pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
+    match ep {
+        Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
+    }
+}
