@@ -251,6 +251,8 @@ fn stub_method(method: &Method<'_>) -> TokenStream {
         let ok = ok_ty(method);
         quote!(self.0.call::<#ok, #err>(#name, __args).await)
     };
+    // The encoder comes from the handle rather than `ArgsEncoder::new`: it carries the runtime's
+    // marshalling context, which a `Remote` passed as an argument is exported into.
     quote! {
         #sig {
             let #mutability __args = self.0.args(#count);

@@ -5,6 +5,9 @@
 //! the item is kept: with `#[oneway]` removed (the compiler does not know it) and, for a trait
 //! and its impls, with `async_trait` applied (so that the user's `#[remote] impl` blocks, which
 //! are expanded with it, still match the trait). Nothing else is generated.
+//!
+//! Two things the validator rejects are also removed from the kept trait, because rustc would
+//! report them a second time: a C-variadic `...` argument and `const` on a method.
 
 use crate::attr;
 use crate::expand::async_trait_attr;
@@ -18,6 +21,8 @@ pub(crate) fn remote_trait(item: &ItemTrait, err: syn::Error) -> TokenStream {
     for trait_item in &mut item.items {
         if let TraitItem::Fn(method) = trait_item {
             attr::strip_oneway(&mut method.attrs);
+            method.sig.variadic = None;
+            method.sig.constness = None;
         }
     }
     item.attrs.insert(0, async_trait_attr());

@@ -8,7 +8,6 @@ use crate::ast::{self, Interface, Method};
 use quote::ToTokens;
 use std::cell::RefCell;
 use std::fmt::Display;
-use syn::spanned::Spanned;
 use syn::{Receiver, ReturnType, TraitItem, Type};
 
 /// Collects the errors found while reading and validating one macro input (serde_derive's
@@ -154,7 +153,8 @@ fn check_method(cx: &Ctxt, method: &Method<'_>) {
     }
 
     match (&sig.output, method.ok_ty, method.err_ty) {
-        (ReturnType::Default, _, _) => cx.syn_error(syn::Error::new(sig.span(), RETURN_MSG)),
+        // No return type to point at: blame the whole signature.
+        (ReturnType::Default, _, _) => cx.error_spanned_by(sig, RETURN_MSG),
         (ReturnType::Type(_, ty), None, _) | (ReturnType::Type(_, ty), _, None) => {
             cx.error_spanned_by(ty, RETURN_MSG);
         }

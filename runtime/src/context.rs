@@ -65,12 +65,11 @@ pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {
     DEADLINE.scope(deadline, fut).await
 }
 
-/// The deadline for a call starting now: the innermost [`with_timeout`] scope (or an incoming
-/// call's own deadline, which propagates to the calls its handler makes), else `default` from now.
-pub(crate) fn deadline(default: Duration) -> Instant {
-    DEADLINE
-        .try_with(|d| *d)
-        .unwrap_or_else(|_| Instant::now() + default)
+/// The deadline for a call starting at `start`: the innermost [`with_timeout`] scope (or an
+/// incoming call's own deadline, which propagates to the calls its handler makes), else
+/// `default` from `start`.
+pub(crate) fn deadline(start: Instant, default: Duration) -> Instant {
+    DEADLINE.try_with(|d| *d).unwrap_or(start + default)
 }
 
 /// Runs a handler future as `caller`, with `deadline` propagated to the calls it makes.

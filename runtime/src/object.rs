@@ -57,6 +57,15 @@ impl ObjectTable {
         t.by_id.insert(id, obj);
     }
 
+    /// Stops serving the object with this identity; true if it was exported.
+    pub(crate) fn unexport(&self, identity: usize) -> bool {
+        let mut t = self.lock();
+        match t.by_identity.remove(&identity) {
+            Some(id) => t.by_id.remove(&id).is_some(),
+            None => false,
+        }
+    }
+
     pub(crate) fn get(&self, id: ObjId) -> Option<Arc<dyn Exported>> {
         self.lock().by_id.get(&id).cloned()
     }

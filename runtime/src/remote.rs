@@ -294,6 +294,14 @@ impl AnyRemote {
         }
     }
 
+    /// The identity of the local object behind this handle, if it is local.
+    pub(crate) fn local_identity(&self) -> Option<usize> {
+        match &self.inner {
+            AnyInner::Local(e) => Some(e.identity()),
+            AnyInner::Remote(_) => None,
+        }
+    }
+
     pub(crate) fn from_exported(e: Arc<dyn Exported>) -> Self {
         AnyRemote {
             inner: AnyInner::Local(e),

@@ -476,6 +476,15 @@ impl Runtime {
         self.inner.conns.all().len()
     }
 
+    /// Stops serving a local object to other runtimes: their handles to it fail with
+    /// "no such object" from now on (local handles keep working). Returns whether it was exported.
+    pub fn unexport(&self, object: impl Into<AnyRemote>) -> bool {
+        match object.into().local_identity() {
+            Some(identity) => self.inner.objects.unexport(identity),
+            None => false,
+        }
+    }
+
     fn own_registry(&self) -> Result<&Arc<RegistryService>, RemoteError> {
         self.inner
             .registry

@@ -102,7 +102,7 @@ impl StubHandle {
         call_flags: u8,
     ) -> Result<(Received, Connection), RemoteError> {
         let start = Instant::now();
-        let deadline = context::deadline(self.inner.rt.config.call_timeout);
+        let deadline = context::deadline(start, self.inner.rt.config.call_timeout);
         let work = async {
             let conn = self.connection().await?;
             let r = conn
@@ -118,8 +118,12 @@ impl StubHandle {
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(r) => r,
+            // Rounded up: a 300 ms deadline set just before this call started reads as 300.
             Err(_) => Err(RemoteError::Timeout {
-                millis: deadline.saturating_duration_since(start).as_millis() as u64,
+                millis: deadline
+                    .saturating_duration_since(start)
+                    .as_micros()
+                    .div_ceil(1000) as u64,
             }),
         }
     }

@@ -1,1 +1,216 @@
-//! tests
+//! Interfaces and objects shared by the cross-process tests and their child processes
+//! (`oxrmi-test-peer`). Both sides compile this crate, so interface names match.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use oxrmi::{AnyRemote, Remote, RemoteError, Runtime, remote};
+use serde::{Deserialize, Serialize};
+
+/// An application error: it must reach the caller intact, as this type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum MathError {
+    /// Division by zero.
+    #[error("division by zero")]
+    DivideByZero,
+    /// The call itself failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// A value whose encoding always fails, to provoke a marshalling error on the server.
+#[derive(Debug, Deserialize)]
+pub struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
+    }
+}
+
+/// The workhorse interface of the tests.
+#[remote(name = "oxrmi.test.Counter")]
+pub trait Counter: Send + Sync {
+    /// Adds `n`, returns the new value.
+    async fn add(&self, n: i64) -> Result<i64, RemoteError>;
+    /// The current value.
+    async fn get(&self) -> Result<i64, RemoteError>;
+    /// The value divided by `by`, or an application error.
+    async fn divide(&self, by: i64) -> Result<i64, MathError>;
+    /// Records a line; the caller does not wait.
+    #[oneway]
+    async fn log(&self, line: String) -> Result<(), RemoteError>;
+    /// Every line recorded so far.
+    async fn logged(&self) -> Result<Vec<String>, RemoteError>;
+    /// Returns `tag` and the length of `data` after sleeping `micros`.
+    async fn echo(
+        &self,
+        tag: u64,
+        data: serde_bytes::ByteBuf,
+        micros: u64,
+    ) -> Result<(u64, usize), RemoteError>;
+    /// Sleeps; counts itself as cancelled if it is stopped before the end.
+    async fn sleep(&self, millis: u64) -> Result<(), RemoteError>;
+    /// How many `sleep` calls were stopped before their end.
+    async fn cancelled(&self) -> Result<u64, RemoteError>;
+    /// Panics with `message`.
+    async fn panic(&self, message: String) -> Result<(), RemoteError>;
+    /// Returns a value that cannot be encoded.
+    async fn unencodable(&self) -> Result<Unencodable, RemoteError>;
+    /// Unexports this object from its runtime.
+    async fn retire(&self) -> Result<(), RemoteError>;
+    /// Whether the registry at this server would see the caller as local.
+    async fn caller_is_local(&self) -> Result<bool, RemoteError>;
+}
+
+/// The counter served by test peers.
+#[derive(Default)]
+pub struct TestCounter {
+    value: AtomicI64,
+    lines: Mutex<Vec<String>>,
+    cancelled: AtomicU64,
+    /// The runtime and the handle to unexport in `retire`.
+    exported: OnceLock<(Runtime, AnyRemote)>,
+}
+
+impl TestCounter {
+    /// Remembers the runtime and handle so `retire` can unexport the object.
+    pub fn set_exported(&self, rt: Runtime, handle: AnyRemote) {
+        let _ = self.exported.set((rt, handle));
+    }
+}
+
+struct CountIfStopped<'a> {
+    counter: &'a AtomicU64,
+    finished: bool,
+}
+
+impl Drop for CountIfStopped<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[remote]
+impl Counter for TestCounter {
+    async fn add(&self, n: i64) -> Result<i64, RemoteError> {
+        Ok(self.value.fetch_add(n, Ordering::SeqCst) + n)
+    }
+
+    async fn get(&self) -> Result<i64, RemoteError> {
+        Ok(self.value.load(Ordering::SeqCst))
+    }
+
+    async fn divide(&self, by: i64) -> Result<i64, MathError> {
+        if by == 0 {
+            return Err(MathError::DivideByZero);
+        }
+        Ok(self.value.load(Ordering::SeqCst) / by)
+    }
+
+    async fn log(&self, line: String) -> Result<(), RemoteError> {
+        self.lines.lock().unwrap().push(line);
+        Ok(())
+    }
+
+    async fn logged(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(self.lines.lock().unwrap().clone())
+    }
+
+    async fn echo(
+        &self,
+        tag: u64,
+        data: serde_bytes::ByteBuf,
+        micros: u64,
+    ) -> Result<(u64, usize), RemoteError> {
+        if micros > 0 {
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+        Ok((tag, data.len()))
+    }
+
+    async fn sleep(&self, millis: u64) -> Result<(), RemoteError> {
+        let mut guard = CountIfStopped {
+            counter: &self.cancelled,
+            finished: false,
+        };
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        guard.finished = true;
+        Ok(())
+    }
+
+    async fn cancelled(&self) -> Result<u64, RemoteError> {
+        Ok(self.cancelled.load(Ordering::SeqCst))
+    }
+
+    async fn panic(&self, message: String) -> Result<(), RemoteError> {
+        panic!("{message}");
+    }
+
+    async fn unencodable(&self) -> Result<Unencodable, RemoteError> {
+        Ok(Unencodable)
+    }
+
+    async fn retire(&self) -> Result<(), RemoteError> {
+        if let Some((rt, handle)) = self.exported.get() {
+            rt.unexport(handle.clone());
+        }
+        Ok(())
+    }
+
+    async fn caller_is_local(&self) -> Result<bool, RemoteError> {
+        Ok(oxrmi::Caller::current().is_some_and(|c| c.is_local_host()))
+    }
+}
+
+/// Version 1 of an interface, as an old server has it.
+#[remote(name = "oxrmi.test.Versioned")]
+pub trait VersionOne: Send + Sync {
+    /// Doubles `x`.
+    async fn double(&self, x: i64) -> Result<i64, RemoteError>;
+}
+
+/// Version 2 of the same interface, as a newer client has it: `double` takes another type and
+/// `triple` is new.
+#[remote(name = "oxrmi.test.Versioned")]
+pub trait VersionTwo: Send + Sync {
+    /// Doubles `x` (now a string).
+    async fn double(&self, x: String) -> Result<i64, RemoteError>;
+    /// Triples `x`.
+    async fn triple(&self, x: i64) -> Result<i64, RemoteError>;
+}
+
+/// The version-1 object.
+pub struct Doubler;
+
+#[remote]
+impl VersionOne for Doubler {
+    async fn double(&self, x: i64) -> Result<i64, RemoteError> {
+        Ok(2 * x)
+    }
+}
+
+/// An unrelated interface, for wrong-interface lookups.
+#[remote(name = "oxrmi.test.Other")]
+pub trait Other: Send + Sync {
+    /// Answers.
+    async fn ping(&self) -> Result<(), RemoteError>;
+}
+
+/// Starts a runtime listening on `listen` with a registry holding `counter` (a [`TestCounter`]),
+/// `versioned` (a [`Doubler`]).
+pub async fn start_server(listen: &str) -> Result<Runtime, RemoteError> {
+    let rt = Runtime::builder().listen(listen).registry().start().await?;
+    let counter = std::sync::Arc::new(TestCounter::default());
+    let handle: Remote<dyn Counter> = Remote::from_arc(counter.clone());
+    counter.set_exported(rt.clone(), handle.clone().into_any());
+    rt.bind("counter", handle).await?;
+    rt.bind("versioned", Remote::<dyn VersionOne>::new(Doubler))
+        .await?;
+    Ok(rt)
+}

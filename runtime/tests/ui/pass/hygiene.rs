@@ -101,15 +101,13 @@ fn now<F: Future>(f: F) -> F::Output {
 }
 
 fn main() {
-    use shadowed::Counter as _;
     let counter = Remote::<dyn shadowed::Counter>::new(shadowed::MyCounter(0.into()));
-    assert_eq!(counter.interface(), "hygiene::shadowed::Counter");
+    assert_eq!(counter.interface(), format!("{}::shadowed::Counter", module_path!()));
     assert_eq!(now(counter.add(2)), Ok(2));
     assert_eq!(now(counter.get()), Ok(2));
     assert_eq!(now(counter.log("hello".to_owned())), Ok(()));
     assert_eq!(now(counter.sum(1, 2, 3, 4, 5)), Ok(15));
 
-    use no_prelude::Echo as _;
     let echo = Remote::<dyn no_prelude::Echo>::new(no_prelude::Parrot);
     assert_eq!(now(echo.echo("hi".to_owned())), Ok("hi".to_owned()));
 }

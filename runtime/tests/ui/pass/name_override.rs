@@ -44,7 +44,7 @@ fn main() {
     assert_eq!(schema.methods[0].docs, "Adds `n` and returns the new total.");
     assert!(schema.methods[1].oneway);
 
-    assert_eq!(<dyn Plain as Interface>::NAME, "name_override::Plain");
+    assert_eq!(<dyn Plain as Interface>::NAME, format!("{}::Plain", module_path!()));
     // `Send + Sync` were added, so the trait object crosses threads.
     fn assert_send_sync<T: Send + Sync + ?Sized>() {}
     assert_send_sync::<dyn Plain>();

@@ -1,0 +1,62 @@
+//! A child process for the cross-process tests.
+//!
+//! - `oxrmi-test-peer serve [ENDPOINT]`: a runtime with a registry holding the test objects;
+//!   prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer sleep URL MILLIS`: looks up the counter at URL and calls `sleep`, so a
+//!   test can kill this process mid-call.
+//! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
+//!   registry at URL, prints `bound`, and serves until its standard input closes.
+
+use anyhow::{Context, bail};
+use oxrmi::Remote;
+use oxrmi_tests::{Counter, TestCounter};
+use tokio::io::AsyncReadExt;
+
+async fn wait_for_stdin_eof() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["serve", rest @ ..] => {
+            let listen = rest.first().copied().unwrap_or("tcp://127.0.0.1:0");
+            let rt = oxrmi_tests::start_server(listen).await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["sleep", url, millis] => {
+            let counter: Remote<dyn Counter> = oxrmi::lookup(url).await?;
+            println!("calling");
+            counter.sleep(millis.parse()?).await?;
+        }
+        ["bind", url, name] => {
+            let rt = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .start()
+                .await?;
+            let counter = Remote::<dyn Counter>::new(TestCounter::default());
+            let reg = rt.registry_at(&url.parse::<oxrmi::ObjectUrl>()?.endpoint);
+            reg.bind(name.to_string(), counter.into_any())
+                .await
+                .context("bind")?;
+            println!("bound");
+            wait_for_stdin_eof().await;
+        }
+        other => bail!("unknown arguments {other:?}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Starting and stopping peer processes, and running one test body per transport.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// How long a child may take to print its first line.
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// A transport the behaviour tests run over.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transport {
+    Tcp,
+}
+
+impl Transport {
+    /// What a server listens on for this transport.
+    pub(crate) fn listen(self) -> String {
+        match self {
+            Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+        }
+    }
+}
+
+/// Runs a behaviour body over every transport: `behaviour!(name, |t| async move { .. })`
+/// makes a module `name` with one `#[tokio::test]` per transport.
+macro_rules! behaviour {
+    ($name:ident, |$t:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tcp() {
+                let $t = $crate::harness::Transport::Tcp;
+                $body.await
+            }
+        }
+    };
+}
+pub(crate) use behaviour;
+
+/// The peer binary built with these tests.
+pub(crate) fn peer_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_oxrmi-test-peer")
+}
+
+/// A child process running `oxrmi-test-peer`. Killed when dropped.
+pub(crate) struct Peer {
+    pub(crate) child: Child,
+    /// Kept open: the child serves until its standard input closes.
+    stdin: Option<ChildStdin>,
+    /// The first line the child printed, minus `listening on ` where present.
+    pub(crate) first_line: String,
+}
+
+impl Peer {
+    /// Starts `oxrmi-test-peer ARGS..` and waits for its first line on stdout.
+    pub(crate) async fn start(args: &[&str]) -> Peer {
+        let mut child = Command::new(peer_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start oxrmi-test-peer");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(STARTUP, lines.next_line())
+            .await
+            .expect("the peer printed nothing in time")
+            .expect("read the peer's stdout")
+            .expect("the peer exited before printing");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let first_line = line
+            .strip_prefix("listening on ")
+            .unwrap_or(&line)
+            .to_string();
+        Peer {
+            child,
+            stdin,
+            first_line,
+        }
+    }
+
+    /// A server with a registry holding `counter` and `versioned`.
+    pub(crate) async fn serve(t: Transport) -> Peer {
+        Peer::start(&["serve", &t.listen()]).await
+    }
+
+    /// The server's endpoint.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.first_line
+    }
+
+    /// The URL of `name` in the server's registry.
+    pub(crate) fn url(&self, name: &str) -> String {
+        format!("{}/{}", self.first_line, name)
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.child.id().expect("the peer is running") as i32
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub(crate) async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Closes the child's stdin (it stops serving) and waits for it to exit.
+    pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the peer did not exit in time")
+            .expect("wait for the peer")
+    }
+}
+
+/// Sends a signal to a process (`kill -SIG PID`).
+pub(crate) fn signal(pid: i32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Polls `f` until it returns true, at most `limit`; false if it never did.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,15 @@
+//! Cross-process tests: every test talks to at least one separate OS process
+//! (`oxrmi-test-peer`), over a real transport.
+//!
+//! Behaviour tests are written once and run per transport with [`behaviour!`]; today TCP is
+//! the only transport, and new ones are added in `harness::Transport`.
+
+mod harness;
+
+mod blocking;
+mod calls;
+mod concurrency;
+mod deadlines;
+mod errors;
+mod hostile;
+mod registry;
