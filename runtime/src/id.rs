@@ -18,6 +18,11 @@ impl RuntimeId {
         RuntimeId(uuid::Uuid::new_v4())
     }
 
+    /// The runtime id with these 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        RuntimeId(uuid::Uuid::from_bytes(bytes))
+    }
+
     /// The id as 16 bytes, as it is sent in the handshake.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()

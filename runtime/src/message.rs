@@ -254,6 +254,63 @@ mod tests {
         assert!(matches!(decode(body(&error(&e))).unwrap(), Message::Error(x) if x == e));
     }
 
+    /// The worked example of docs/PROTOCOL.md, byte for byte: if this changes, so must the
+    /// document (and probably the protocol version).
+    #[test]
+    fn protocol_document_worked_example() {
+        let h = CallHeader {
+            call: CallId(1),
+            object: ObjId(16),
+            method: "add".into(),
+            timeout_us: 30_000_000,
+            flags: 0,
+        };
+        let mut f = call(&h, 2);
+        f.body().extend_from_slice(&[0x91, 0x05]);
+        assert_eq!(
+            f.finish(1 << 20).unwrap(),
+            [
+                0x00, 0x00, 0x00, 0x10, 0x02, 0x95, 0x01, 0x10, 0xa3, b'a', b'd', b'd', 0xce,
+                0x01, 0xc9, 0xc3, 0x80, 0x00, 0x91, 0x05
+            ]
+        );
+        let mut r = reply(CallId(1), Status::Ok, 1);
+        r.body().push(0x05);
+        assert_eq!(
+            r.finish(1 << 20).unwrap(),
+            [0x00, 0x00, 0x00, 0x05, 0x03, 0x92, 0x01, 0x00, 0x05]
+        );
+        assert_eq!(cancel(CallId(1)), [0x00, 0x00, 0x00, 0x02, 0x04, 0x01]);
+        let hello_frame = hello(
+            &Hello {
+                runtime: RuntimeId::from_bytes([0xab; 16]),
+                endpoints: vec!["tcp://127.0.0.1:1099".into()],
+                auth: None,
+            },
+            1 << 20,
+        )
+        .unwrap();
+        let mut expected = vec![0x00, 0x00, 0x00, 0x2b, 0x01, 0x93, 0xc4, 0x10];
+        expected.extend_from_slice(&[0xab; 16]);
+        expected.extend_from_slice(&[0x91, 0xb4]);
+        expected.extend_from_slice(b"tcp://127.0.0.1:1099");
+        expected.push(0xc0);
+        assert_eq!(hello_frame, expected);
+        let e = error(&RemoteError::protocol("x"));
+        assert_eq!(
+            e,
+            [
+                0x00, 0x00, 0x00, 0x0e, 0x06, 0x81, 0xa8, b'P', b'r', b'o', b't', b'o', b'c',
+                b'o', b'l', 0x91, 0xa1, b'x'
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_error_variants_are_bare_strings() {
+        assert_eq!(rmp_serde::to_vec(&RemoteError::Shutdown).unwrap(), b"\xa8Shutdown");
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let cases: &[&[u8]] = &[

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::RemoteError;
 use crate::connection::{Connection, Received};
@@ -134,8 +135,26 @@ impl StubHandle {
         T: DeserializeOwned + Send,
         E: DeserializeOwned + From<RemoteError> + Send,
     {
-        let span = tracing::debug_span!("oxrmi.call", interface = %self.inner.target.interface, method, object = %self.inner.target.object);
-        let _ = &span;
+        let span = tracing::debug_span!(
+            "oxrmi.call",
+            interface = %self.inner.target.interface,
+            method,
+            object = %self.inner.target.object,
+            outcome = tracing::field::Empty,
+            micros = tracing::field::Empty,
+        );
+        let start = std::time::Instant::now();
+        let r = self.call_inner(method, args).instrument(span.clone()).await;
+        span.record("outcome", if r.is_ok() { "ok" } else { "error" });
+        span.record("micros", start.elapsed().as_micros() as u64);
+        r
+    }
+
+    async fn call_inner<T, E>(&self, method: &'static str, args: ArgsEncoder) -> Result<T, E>
+    where
+        T: DeserializeOwned + Send,
+        E: DeserializeOwned + From<RemoteError> + Send,
+    {
         let (received, conn) = self.invoke(method, args, 0).await.map_err(E::from)?;
         let Received::Reply {
             status,
