@@ -6,7 +6,6 @@
 //! **Invariant:** a caller waiting on a reply is always woken: by the reply, by its deadline,
 //! or by [`Connection::close`], which fails every pending call.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,8 +17,9 @@ use tokio::time::Instant;
 
 use crate::RemoteError;
 use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
-use crate::id::{CallId, ObjId, RuntimeId};
-use crate::message::{self, CallHeader, Hello, Message, Status, flags};
+use crate::id::{CallId, IdMap, ObjId, RuntimeId};
+use crate::message::Status;
+use crate::message::{self, CallHeader, Hello, Message, flags};
 use crate::runtime::RuntimeInner;
 use crate::transport::{BoxRead, BoxWrite, Link};
 
@@ -63,13 +63,15 @@ pub(crate) struct ConnInner {
     tx: mpsc::Sender<Vec<u8>>,
     /// Calls we sent and wait a reply for, by call id. **Invariant:** after `closed` is set,
     /// nothing is inserted that `close` would not see (see `call`).
-    pending: Mutex<HashMap<u64, PendingTx>>,
+    pending: Mutex<IdMap<u64, PendingTx>>,
     /// Handlers running for calls the peer sent, so a cancel or a disconnect can stop them.
-    running: Mutex<HashMap<u64, AbortHandle>>,
+    running: Mutex<IdMap<u64, AbortHandle>>,
     next_call: AtomicU64,
     closed: AtomicBool,
     /// Wakes the writer to flush and stop.
     stop_writer: Notify,
+    /// The tokio runtime this connection's tasks run on.
+    handle: tokio::runtime::Handle,
     max_frame: usize,
     /// Calls this side sent and served, for introspection.
     pub(crate) calls_sent: AtomicU64,
@@ -121,7 +123,9 @@ impl Connection {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(frame)) => {
                 let tx = self.inner.tx.clone();
-                tokio::spawn(async move {
+                // The runtime's own handle: this may run where no tokio context is (a call
+                // future dropped by another executor).
+                self.inner.handle.spawn(async move {
                     let _ = tx.send(frame).await;
                 });
             }
@@ -145,7 +149,7 @@ impl Connection {
         let header = CallHeader {
             call: CallId(id),
             object,
-            method: method.to_string(),
+            method,
             timeout_us: deadline
                 .saturating_duration_since(Instant::now())
                 .as_micros()
@@ -199,9 +203,15 @@ impl Connection {
         }
     }
 
-    /// Registers a running handler so a cancel or a disconnect can stop it.
-    pub(crate) fn track(&self, call: CallId, h: AbortHandle) {
-        lock(&self.inner.running).insert(call.0, h);
+    /// Spawns a handler and registers it so a cancel or a disconnect can stop it. The lock is
+    /// held across spawn and insert: the handler's own `untrack` cannot run before the insert.
+    pub(crate) fn spawn_tracked<F>(&self, call: CallId, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut running = lock(&self.inner.running);
+        let h = self.inner.handle.spawn(fut);
+        running.insert(call.0, h.abort_handle());
     }
 
     pub(crate) fn untrack(&self, call: CallId) {
@@ -267,8 +277,19 @@ async fn read_frame(r: &mut BufReader<BoxRead>, max: usize) -> Result<Vec<u8>, R
         Err(e) => return Err(ReadError::Io(e)),
     }
     let len = frame::check_length(len, max).map_err(ReadError::Protocol)?;
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await.map_err(ReadError::Io)?;
+    // Read into uninitialised capacity: zero-filling a large frame first costs as much as
+    // copying it.
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let remaining = len - buf.len();
+        let n = r
+            .read_buf(&mut bytes::BufMut::limit(&mut buf, remaining))
+            .await
+            .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     Ok(buf)
 }
 
@@ -342,11 +363,12 @@ pub(crate) async fn establish(
             peer_is_local_host,
             local_host,
             tx,
-            pending: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
+            pending: Mutex::default(),
+            running: Mutex::default(),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             stop_writer: Notify::new(),
+            handle: rt.handle.clone(),
             max_frame: max,
             calls_sent: AtomicU64::new(0),
             calls_served: AtomicU64::new(0),

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use crate::RemoteError;
 use crate::connection::Connection;
 use crate::context::{self, Caller};
+use crate::id::CallId;
 use crate::marshal::{CallCtx, MarshalCtx, Outcome};
 use crate::message::{self, CallHeader, Status, flags};
 use crate::runtime::RuntimeInner;
@@ -33,7 +34,7 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         let e = RemoteError::NoSuchObject {
             object: header.object.to_string(),
         };
-        finish_early(conn, &span, oneway, call, e);
+        finish_early(rt, conn, &span, oneway, call, e);
         return;
     };
     let schema = obj.schema();
@@ -43,13 +44,15 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
             rt: rt.clone(),
             conn: Some(conn.clone()),
         },
+        call,
+        max_frame: conn.max_frame(),
     };
     let Some(fut) = obj.dispatch(&header.method, args, &ctx) else {
         let e = RemoteError::NoSuchMethod {
             interface: schema.name.to_string(),
             method: header.method,
         };
-        finish_early(conn, &span, oneway, call, e);
+        finish_early(rt, conn, &span, oneway, call, e);
         return;
     };
     let timeout = Duration::from_micros(header.timeout_us);
@@ -60,6 +63,7 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         local_host: conn.info().peer_is_local_host,
     };
     let conn2 = conn.clone();
+    let task_span = span.clone();
     let task = async move {
         let start = std::time::Instant::now();
         let guarded = CatchUnwind::new(context::serve_scope(caller, deadline, fut));
@@ -73,10 +77,9 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
                 millis: timeout.as_millis() as u64,
             }),
         };
-        let span = tracing::Span::current();
         span.record("outcome", outcome_name(&outcome));
         span.record("micros", start.elapsed().as_micros() as u64);
-        tracing::debug!("call served");
+        tracing::debug!(parent: &span, "call served");
         if !oneway {
             send_outcome(&conn2, call, outcome).await;
             conn2.untrack(call);
@@ -84,25 +87,21 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
             tracing::warn!(error = %e, "a one-way call failed");
         }
     }
-    .instrument(span);
+    .instrument(task_span);
     if oneway {
         // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion.
         rt.handle.spawn(task);
     } else {
-        let h = rt.handle.spawn(task);
-        conn.track(call, h.abort_handle());
-        // The handler may have finished before it was tracked; then untrack never comes.
-        if h.is_finished() {
-            conn.untrack(call);
-        }
+        conn.spawn_tracked(call, task);
     }
 }
 
 fn finish_early(
+    rt: &RuntimeInner,
     conn: &Connection,
     span: &tracing::Span,
     oneway: bool,
-    call: crate::id::CallId,
+    call: CallId,
     e: RemoteError,
 ) {
     let _g = span.enter();
@@ -113,24 +112,28 @@ fn finish_early(
         return;
     }
     let conn = conn.clone();
-    tokio::spawn(async move { send_outcome(&conn, call, Outcome::Failed(e)).await });
+    rt.handle
+        .spawn(async move { send_outcome(&conn, call, Outcome::Failed(e)).await });
 }
 
 fn outcome_name(o: &Outcome) -> &'static str {
     match o {
-        Outcome::Ok(_) => "ok",
-        Outcome::AppError(_) => "app_error",
+        Outcome::Reply {
+            app_error: false, ..
+        } => "ok",
+        Outcome::Reply {
+            app_error: true, ..
+        } => "app_error",
         Outcome::Failed(_) => "failed",
     }
 }
 
-/// Sends the reply to `call`. A result too large for a frame is replaced by an error the caller
-/// can read.
-async fn send_outcome(conn: &Connection, call: crate::id::CallId, outcome: Outcome) {
-    let max = conn.max_frame();
-    let frame = match encode_reply(call, outcome, max) {
-        Ok(f) => f,
-        Err(e) => match encode_reply(call, Outcome::Failed(e), max) {
+/// Sends the reply to `call`. A failure is encoded here; a result was encoded into its frame
+/// by the generated code already.
+async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
+    let frame = match outcome {
+        Outcome::Reply { frame, .. } => frame,
+        Outcome::Failed(e) => match failure_frame(call, &e, conn.max_frame()) {
             Ok(f) => f,
             Err(_) => return,
         },
@@ -140,23 +143,11 @@ async fn send_outcome(conn: &Connection, call: crate::id::CallId, outcome: Outco
     }
 }
 
-fn encode_reply(
-    call: crate::id::CallId,
-    outcome: Outcome,
-    max: usize,
-) -> Result<Vec<u8>, RemoteError> {
-    let (status, payload) = match outcome {
-        Outcome::Ok(b) => (Status::Ok, b),
-        Outcome::AppError(b) => (Status::AppError, b),
-        Outcome::Failed(e) => (
-            Status::Failed,
-            rmp_serde::to_vec(&e).map_err(|e| RemoteError::Marshalling {
-                what: "the error".into(),
-                detail: e.to_string(),
-            })?,
-        ),
-    };
-    let mut f = message::reply(call, status, payload.len());
-    f.body().extend_from_slice(&payload);
+fn failure_frame(call: CallId, e: &RemoteError, max: usize) -> Result<Vec<u8>, RemoteError> {
+    let mut f = message::reply(call, Status::Failed, 0);
+    rmp_serde::encode::write(f.body(), e).map_err(|e| RemoteError::Marshalling {
+        what: "the error".into(),
+        detail: e.to_string(),
+    })?;
     f.finish(max)
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::connection::Connection;
+use crate::id::CallId;
+use crate::message::{self, Status};
 use crate::runtime::RuntimeInner;
 use crate::{BoxFuture, RemoteError};
 
@@ -100,13 +102,17 @@ impl ArgsDecoder<'_> {
     }
 }
 
-/// How a dispatched call ended, encoded and ready for the reply frame.
+/// How a dispatched call ended.
 #[doc(hidden)]
 pub enum Outcome {
-    /// The method returned `Ok`; the encoded `T`.
-    Ok(Vec<u8>),
-    /// The method returned its own error; the encoded `E`.
-    AppError(Vec<u8>),
+    /// The complete reply frame: the method returned `Ok` (or its own error, `app_error`),
+    /// encoded straight into the frame.
+    Reply {
+        /// The frame, length prefix included.
+        frame: Vec<u8>,
+        /// Whether the payload is the method's application error.
+        app_error: bool,
+    },
     /// The call failed in the remoting layer.
     Failed(RemoteError),
 }
@@ -116,6 +122,10 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct CallCtx {
     pub(crate) marshal: MarshalCtx,
+    /// The call being served: its reply carries this id.
+    pub(crate) call: CallId,
+    /// The largest frame the reply may be.
+    pub(crate) max_frame: usize,
 }
 
 impl CallCtx {
@@ -146,29 +156,31 @@ impl CallCtx {
         })
     }
 
-    /// Encodes what a method returned.
+    /// Encodes what a method returned, straight into its reply frame.
     pub fn encode_result<T: Serialize, E: Serialize>(&self, r: Result<T, E>) -> Outcome {
-        match r {
-            Ok(v) => match self.encode(&v) {
-                Ok(b) => Outcome::Ok(b),
-                Err(e) => Outcome::Failed(e),
+        let encoded = match &r {
+            Ok(v) => self.reply_frame(Status::Ok, v),
+            Err(app) => self.reply_frame(Status::AppError, app),
+        };
+        match encoded {
+            Ok(frame) => Outcome::Reply {
+                frame,
+                app_error: r.is_err(),
             },
-            Err(app) => match self.encode(&app) {
-                Ok(b) => Outcome::AppError(b),
-                Err(e) => Outcome::Failed(e),
-            },
+            Err(e) => Outcome::Failed(e),
         }
     }
 
-    fn encode<V: Serialize>(&self, v: &V) -> Result<Vec<u8>, RemoteError> {
-        let mut buf = Vec::new();
+    fn reply_frame<V: Serialize>(&self, status: Status, v: &V) -> Result<Vec<u8>, RemoteError> {
+        let mut f = message::reply(self.call, status, 0);
+        let body = f.body();
         self.marshal
-            .enter(|| v.serialize(&mut rmp_serde::Serializer::new(&mut buf)))
+            .enter(|| v.serialize(&mut rmp_serde::Serializer::new(body)))
             .map_err(|e| RemoteError::Marshalling {
                 what: "the result".into(),
                 detail: e.to_string(),
             })?;
-        Ok(buf)
+        f.finish(self.max_frame)
     }
 }
 

@@ -4,17 +4,16 @@
 //! to it compare equal everywhere. Objects stay exported until the runtime stops (leases that
 //! release them are future work; see ARCHITECTURE.md).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::id::ObjId;
+use crate::id::{IdMap, ObjId};
 use crate::remote::Exported;
 
 #[derive(Default)]
 struct Objects {
-    by_id: HashMap<ObjId, Arc<dyn Exported>>,
-    by_identity: HashMap<usize, ObjId>,
+    by_id: IdMap<ObjId, Arc<dyn Exported>>,
+    by_identity: IdMap<usize, ObjId>,
 }
 
 /// The objects a runtime serves.

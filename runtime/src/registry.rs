@@ -129,3 +129,39 @@ impl Registry for RegistryService {
 pub fn locate(endpoint: &Endpoint) -> Remote<dyn Registry> {
     crate::naming::default_runtime().registry_at(endpoint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::serve_scope;
+    use crate::id::RuntimeId;
+
+    fn caller(local_host: bool) -> Caller {
+        Caller {
+            runtime: RuntimeId::random(),
+            address: "192.0.2.7:40000".into(),
+            local_host,
+        }
+    }
+
+    fn far() -> tokio::time::Instant {
+        tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn writes_from_another_host_are_refused_unless_allowed() {
+        let strict = RegistryService::new(false);
+        let r = serve_scope(caller(false), far(), strict.unbind("x".into())).await;
+        assert!(matches!(r, Err(RemoteError::AccessDenied { .. })), "{r:?}");
+        // Reads are open to everyone.
+        let r = serve_scope(caller(false), far(), strict.list()).await;
+        assert_eq!(r, Ok(vec![]));
+        // The same write from this host gets past the check (and fails on the name instead).
+        let r = serve_scope(caller(true), far(), strict.unbind("x".into())).await;
+        assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
+
+        let open = RegistryService::new(true);
+        let r = serve_scope(caller(false), far(), open.unbind("x".into())).await;
+        assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
+    }
+}

@@ -18,6 +18,9 @@ use crate::remote::{AnyRemote, Interface, ObjRef, Remote};
 use crate::stub::StubHandle;
 use crate::transport::{self, Listener};
 
+/// The largest send buffer, in frames: tokio's channels hold at most `usize::MAX >> 3` permits.
+const MAX_SEND_BUFFER: usize = usize::MAX >> 4;
+
 /// Settings of a runtime, with their defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -99,10 +102,12 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many frames each connection queues before senders wait (default 1024). With 0, a
-    /// one-way call returns only once the peer has received it.
+    /// How many frames each connection queues before senders wait (default 1024): bounded
+    /// buffering with backpressure. With 0, a one-way call returns only once the peer has
+    /// received it. `usize::MAX` means unbounded (memory then grows with what the peer does not
+    /// read: use it only when the peer is trusted to keep up).
     pub fn send_buffer(mut self, frames: usize) -> Self {
-        self.config.send_buffer = frames;
+        self.config.send_buffer = frames.min(MAX_SEND_BUFFER);
         self
     }
 

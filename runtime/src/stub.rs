@@ -101,9 +101,14 @@ impl StubHandle {
         method: &'static str,
         args: ArgsEncoder,
         call_flags: u8,
-    ) -> Result<(Received, Connection), RemoteError> {
+    ) -> Result<(Received, Connection, u64), RemoteError> {
         let start = Instant::now();
         let deadline = context::deadline(start, self.inner.rt.config.call_timeout);
+        // Rounded up: a 300 ms deadline set just before this call started reads as 300.
+        let millis = deadline
+            .saturating_duration_since(start)
+            .as_micros()
+            .div_ceil(1000) as u64;
         let work = async {
             let conn = self.connection().await?;
             let r = conn
@@ -115,17 +120,11 @@ impl StubHandle {
                     call_flags,
                 )
                 .await?;
-            Ok((r, conn))
+            Ok((r, conn, millis))
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(r) => r,
-            // Rounded up: a 300 ms deadline set just before this call started reads as 300.
-            Err(_) => Err(RemoteError::Timeout {
-                millis: deadline
-                    .saturating_duration_since(start)
-                    .as_micros()
-                    .div_ceil(1000) as u64,
-            }),
+            Err(_) => Err(RemoteError::Timeout { millis }),
         }
     }
 
@@ -155,7 +154,7 @@ impl StubHandle {
         T: DeserializeOwned + Send,
         E: DeserializeOwned + From<RemoteError> + Send,
     {
-        let (received, conn) = self.invoke(method, args, 0).await.map_err(E::from)?;
+        let (received, conn, millis) = self.invoke(method, args, 0).await.map_err(E::from)?;
         let Received::Reply {
             status,
             frame,
@@ -184,6 +183,12 @@ impl StubHandle {
                 let e: RemoteError =
                     marshal::decode_value(&ctx, bytes, || format!("the error of `{method}`"))
                         .map_err(E::from)?;
+                // The server enforces the same deadline and may report it first, measured
+                // from a slightly later start: the caller sees its own deadline either way.
+                let e = match e {
+                    RemoteError::Timeout { .. } => RemoteError::Timeout { millis },
+                    e => e,
+                };
                 Err(E::from(e))
             }
         }

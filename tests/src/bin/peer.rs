@@ -6,6 +6,8 @@
 //!   test can kill this process mid-call.
 //! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
 //!   registry at URL, prints `bound`, and serves until its standard input closes.
+//! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
+//!   through the default runtime or a runtime of its own (for profiling the call path).
 
 use anyhow::{Context, bail};
 use oxrmi::Remote;
@@ -18,7 +20,7 @@ async fn wait_for_stdin_eof() {
     while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -55,6 +57,26 @@ async fn main() -> anyhow::Result<()> {
                 .context("bind")?;
             println!("bound");
             wait_for_stdin_eof().await;
+        }
+        ["calls", url, n, how] => {
+            // Sequential calls on one handle, for profiling the call path: through the default
+            // runtime (`default`) or a runtime of this task's own (`own`).
+            let counter: Remote<dyn Counter> = match *how {
+                "default" => oxrmi::lookup(url).await?,
+                _ => {
+                    let rt = oxrmi::Runtime::builder().start().await?;
+                    rt.lookup_url(url).await?
+                }
+            };
+            let n: u32 = n.parse()?;
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                counter.get().await?;
+            }
+            println!(
+                "{n} calls, {:.1} us each",
+                start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+            );
         }
         other => bail!("unknown arguments {other:?}"),
     }

@@ -1,0 +1,42 @@
+//! `oxrmi bench`: the runtime's call latency and throughput, each figure next to its raw twin:
+//! the same traffic over the bare transport, measured in the same run and placement.
+//!
+//! The parent process measures nothing itself. For each placement it spawns three children of
+//! this executable, each pinned with `taskset` where asked: `bench-server` (a runtime serving
+//! the [`Bench`](interface::Bench) object and a registry), `bench-raw-server` (a byte echo on the
+//! bare transport) and `bench-client` (which times calls against both and prints one JSON
+//! [`Measurement`](measurement::Measurement) a line). The parent turns those into the report.
+//!
+//! # Layout
+//! - `driver`: the `bench` command: placements in turn, children spawned, report printed.
+//! - `placement`: `--pin`, the CPUs each role runs on, and `taskset`.
+//! - `child_process`: starting a role and reading its endpoint; stopping it.
+//! - `server`, `raw_server`: the two server roles; `parent_watch`: a role ends with its parent.
+//! - `client`: the client role: which figures, in which order.
+//! - `oxrmi_calls`, `raw_calls`: the timed loops, over oxrmi and over the bare transport.
+//! - `interface`: the remote interface measured; `transport`: the transports measurable.
+//! - `plan`: how many calls and for how long; `stats`: percentiles.
+//! - `measurement`: what the client reports; `report`: figures as a table or JSON lines.
+
+mod child_process;
+mod client;
+mod driver;
+mod interface;
+mod measurement;
+mod oxrmi_calls;
+mod parent_watch;
+mod placement;
+mod plan;
+mod raw_calls;
+mod raw_server;
+mod report;
+mod server;
+mod stats;
+mod transport;
+
+pub(crate) use client::run as run_client;
+pub(crate) use driver::run;
+pub(crate) use placement::Pin;
+pub(crate) use raw_server::run as run_raw_server;
+pub(crate) use server::run as run_server;
+pub(crate) use transport::TransportKind;

@@ -1,0 +1,96 @@
+//! How much each figure measures: warm-up and timed calls, durations. `--quick` divides by ten.
+
+use std::time::Duration;
+
+/// The payload of the small echo.
+pub(crate) const SMALL_ECHO: usize = 1024;
+/// The payload of the large echo.
+pub(crate) const LARGE_ECHO: usize = 64 * 1024;
+/// The bytes each way of the raw twin of a null call, as in the anchor figures.
+pub(crate) const RAW_PING: usize = 8;
+/// Calls in flight over one connection in the throughput figure.
+pub(crate) const IN_FLIGHT: usize = 64;
+
+/// Untimed calls first (connections, caches, allocator and branch predictors warm up), then
+/// calls timed one by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub(crate) warmup: usize,
+    pub(crate) timed: usize,
+}
+
+/// A run of calls kept in flight for a while, counted only after a warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) warmup: Duration,
+    pub(crate) measured: Duration,
+}
+
+/// Everything the client measures, sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Null calls and 1 KiB echoes, and their raw twins.
+    pub(crate) small: Count,
+    /// 64 KiB echoes and their raw twin: each costs tens of microseconds, so fewer.
+    pub(crate) large: Count,
+    /// Null calls with [`IN_FLIGHT`] callers.
+    pub(crate) in_flight: Window,
+    /// Registry lookups.
+    pub(crate) lookups: Count,
+}
+
+impl Plan {
+    /// The full plan, or about a tenth of it.
+    pub(crate) fn new(quick: bool) -> Self {
+        let full = Plan {
+            small: Count {
+                warmup: 10_000,
+                timed: 100_000,
+            },
+            large: Count {
+                warmup: 2_000,
+                timed: 20_000,
+            },
+            in_flight: Window {
+                warmup: Duration::from_millis(300),
+                measured: Duration::from_secs(3),
+            },
+            lookups: Count {
+                warmup: 1_000,
+                timed: 20_000,
+            },
+        };
+        if !quick {
+            return full;
+        }
+        let tenth = |c: Count| Count {
+            warmup: c.warmup / 10,
+            timed: c.timed / 10,
+        };
+        Plan {
+            small: tenth(full.small),
+            large: tenth(full.large),
+            in_flight: Window {
+                warmup: Duration::from_millis(100),
+                measured: Duration::from_millis(500),
+            },
+            lookups: tenth(full.lookups),
+        }
+    }
+
+    /// One line saying how much was measured.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "null and 1 KiB: {} warm-up + {} timed calls; 64 KiB: {} + {}; \
+             {IN_FLIGHT} in flight: {:.1} s after {:.1} s; lookups: {} + {}",
+            self.small.warmup,
+            self.small.timed,
+            self.large.warmup,
+            self.large.timed,
+            self.in_flight.measured.as_secs_f64(),
+            self.in_flight.warmup.as_secs_f64(),
+            self.lookups.warmup,
+            self.lookups.timed,
+        )
+    }
+}

@@ -1,0 +1,48 @@
+//! The `bench-raw-server` role: echoes every byte back on the bare transport, a thread per
+//! connection, until the parent closes stdin. Prints `listening on <endpoint>` first.
+
+use std::io;
+
+use anyhow::Context;
+
+use super::parent_watch;
+use super::transport::RawStream;
+use crate::cli::BenchServerArgs;
+use crate::serve_registry::announce;
+
+/// Read buffer of an echo: the largest message measured arrives in one read when it can.
+const ECHO_BUFFER: usize = 64 * 1024;
+
+/// Serves until stdin closes.
+pub(crate) fn run(args: BenchServerArgs) -> anyhow::Result<()> {
+    let listener = args
+        .transport
+        .raw_bind()
+        .context("cannot bind the raw echo server")?;
+    announce(&[listener.endpoint()?])?;
+    // Threads blocked in accept and read have no way to be told; the process just ends.
+    parent_watch::on_stdin_closed(|| std::process::exit(0))?;
+    loop {
+        let stream = listener.accept()?;
+        std::thread::Builder::new()
+            .name("echo".into())
+            .spawn(move || echo(stream))?;
+    }
+}
+
+/// Writes back whatever arrives, as it arrives, until the peer closes or the link fails.
+fn echo(mut stream: Box<dyn RawStream>) {
+    let mut buf = vec![0u8; ECHO_BUFFER];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}

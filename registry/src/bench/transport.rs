@@ -1,0 +1,60 @@
+//! The transports the benchmark can measure, each with its raw twin: the bare transport under
+//! blocking sockets, the floor our runtime is compared against.
+//!
+//! Adding a transport: a [`TransportKind`] variant, where the bench server's runtime listens on
+//! it, and a module implementing [`RawListener`] and [`RawStream`] for it.
+
+use std::io::{self, Read, Write};
+
+use oxrmi::Endpoint;
+
+mod tcp;
+
+/// A transport, as `--transport` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportKind {
+    /// TCP over loopback, Nagle's algorithm off on both sides.
+    Tcp,
+}
+
+/// A connected byte stream of the raw twin.
+pub(crate) trait RawStream: Read + Write + Send {}
+
+impl<T: Read + Write + Send> RawStream for T {}
+
+/// Accepts raw connections on one endpoint.
+pub(crate) trait RawListener {
+    fn accept(&self) -> io::Result<Box<dyn RawStream>>;
+    /// The endpoint actually bound (port 0 resolved).
+    fn endpoint(&self) -> io::Result<Endpoint>;
+}
+
+impl TransportKind {
+    /// The name `--transport` takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+        }
+    }
+
+    /// Where the bench server's runtime listens: this host only, a free port or path.
+    pub(crate) fn oxrmi_listen(self) -> Endpoint {
+        match self {
+            TransportKind::Tcp => Endpoint::tcp("127.0.0.1", 0),
+        }
+    }
+
+    /// Binds the raw echo server's listener on this host.
+    pub(crate) fn raw_bind(self) -> io::Result<Box<dyn RawListener>> {
+        match self {
+            TransportKind::Tcp => Ok(Box::new(tcp::RawTcpListener::bind()?)),
+        }
+    }
+
+    /// Connects to a raw echo server.
+    pub(crate) fn raw_connect(self, endpoint: &Endpoint) -> io::Result<Box<dyn RawStream>> {
+        match self {
+            TransportKind::Tcp => Ok(Box::new(tcp::connect(endpoint)?)),
+        }
+    }
+}
