@@ -7,11 +7,11 @@
 //! or by [`Connection::close`], which fails every pending call.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -20,11 +20,9 @@ use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
 use crate::id::{CallId, IdMap, ObjId, RuntimeId};
 use crate::message::Status;
 use crate::message::{self, CallHeader, Hello, Message, flags};
+use crate::outbox::{Closed, Outbox, Sent};
 use crate::runtime::RuntimeInner;
-use crate::transport::{BoxRead, BoxWrite, Link};
-
-/// Frames written in one go at most: bounds the size of a batch, not the queue.
-const MAX_BATCH: usize = 64;
+use crate::transport::{BoxRead, Link};
 
 /// How long a closing connection may spend writing what is still queued (an error frame).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
@@ -60,7 +58,9 @@ pub(crate) struct ConnInner {
     /// The host the peer reached us at, when known.
     pub(crate) local_host: Option<String>,
     /// Frames to write; bounded, so senders wait when the peer does not keep up.
-    tx: mpsc::Sender<Vec<u8>>,
+    outbox: Arc<Outbox>,
+    /// The runtime, to close the connection from a task that only has the connection.
+    rt: Weak<RuntimeInner>,
     /// Calls we sent and wait a reply for, by call id. **Invariant:** after `closed` is set,
     /// nothing is inserted that `close` would not see (see `call`).
     pending: Mutex<IdMap<u64, PendingTx>>,
@@ -68,8 +68,6 @@ pub(crate) struct ConnInner {
     running: Mutex<IdMap<u64, AbortHandle>>,
     next_call: AtomicU64,
     closed: AtomicBool,
-    /// Wakes the writer to flush and stop.
-    stop_writer: Notify,
     /// The tokio runtime this connection's tasks run on.
     handle: tokio::runtime::Handle,
     max_frame: usize,
@@ -105,31 +103,50 @@ impl Connection {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Queues a frame, waiting while the send buffer is full.
-    pub(crate) async fn send(&self, frame: Vec<u8>) -> Result<(), RemoteError> {
-        if self.is_closed() {
-            return Err(RemoteError::lost("the connection is closed"));
+    /// Sends a frame: written at once when nobody else writes and `eager`, else queued for a
+    /// batch; waits while the send buffer is full.
+    pub(crate) async fn send(&self, frame: Vec<u8>, eager: bool) -> Result<(), RemoteError> {
+        match self.inner.outbox.send(frame, eager).await {
+            Ok(sent) => {
+                self.after_send(sent);
+                Ok(())
+            }
+            Err(Closed) => Err(RemoteError::lost("the connection is closed")),
         }
-        self.inner
-            .tx
-            .send(frame)
-            .await
-            .map_err(|_| RemoteError::lost("the connection is closed"))
     }
 
-    /// Queues a small control frame without waiting; if the buffer is full, a task sends it.
+    /// Sends a small control frame without waiting; if the buffer is full, a task sends it.
     fn send_soon(&self, frame: Vec<u8>) {
-        match self.inner.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                let tx = self.inner.tx.clone();
+        match self.inner.outbox.try_send(frame) {
+            Ok(Ok(sent)) => self.after_send(sent),
+            Ok(Err(frame)) => {
+                let conn = self.clone();
                 // The runtime's own handle: this may run where no tokio context is (a call
                 // future dropped by another executor).
                 self.inner.handle.spawn(async move {
-                    let _ = tx.send(frame).await;
+                    let _ = conn.send(frame, true).await;
                 });
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(Closed) => {}
+        }
+    }
+
+    /// Spawns the job that finishes a write the socket could not take at once.
+    fn after_send(&self, sent: Sent) {
+        if let Sent::Deferred(job) = sent {
+            let conn = self.clone();
+            self.inner.handle.spawn(async move {
+                if let Err(e) = job.run().await {
+                    conn.fail(&RemoteError::lost(format!("write failed: {e}")));
+                }
+            });
+        }
+    }
+
+    /// Closes the connection from anywhere (the runtime may be gone already).
+    fn fail(&self, reason: &RemoteError) {
+        if let Some(rt) = self.inner.rt.upgrade() {
+            self.close(&rt, reason);
         }
     }
 
@@ -166,9 +183,14 @@ impl Connection {
             armed: false,
             sent: false,
         };
+        let mut alone = true;
         let rx = if wants_answer {
             let (tx, rx) = oneshot::channel();
-            lock(&self.inner.pending).insert(id, tx);
+            {
+                let mut pending = lock(&self.inner.pending);
+                pending.insert(id, tx);
+                alone = pending.len() == 1;
+            }
             guard.armed = true;
             // `close` sets `closed` before draining `pending`: either it drained our entry, or we
             // see the flag here.
@@ -180,7 +202,8 @@ impl Connection {
             None
         };
         self.inner.calls_sent.fetch_add(1, Ordering::Relaxed);
-        self.send(frame).await?;
+        // A lone call is written at once; with others in flight, frames are batched.
+        self.send(frame, alone).await?;
         guard.sent = true;
         let Some(rx) = rx else {
             return Ok(Received::Sent);
@@ -214,6 +237,11 @@ impl Connection {
         running.insert(call.0, h.abort_handle());
     }
 
+    /// How many handlers of the peer's calls are running.
+    pub(crate) fn serving(&self) -> usize {
+        lock(&self.inner.running).len()
+    }
+
     pub(crate) fn untrack(&self, call: CallId) {
         lock(&self.inner.running).remove(&call.0);
     }
@@ -233,7 +261,11 @@ impl Connection {
         for h in running {
             h.abort();
         }
-        self.inner.stop_writer.notify_one();
+        let outbox = self.inner.outbox.clone();
+        // Writes what is queued (an error frame for the peer) within a bound, then shuts down.
+        self.inner.handle.spawn(async move {
+            let _ = tokio::time::timeout(FLUSH_ON_CLOSE, outbox.close()).await;
+        });
         rt.conns.remove(self);
     }
 }
@@ -355,81 +387,26 @@ pub(crate) async fn establish(
         }
     };
 
-    let (tx, rx) = mpsc::channel(rt.config.send_buffer.max(1));
     let conn = Connection {
         inner: Arc::new(ConnInner {
             peer: theirs.runtime,
             peer_addr: peer,
             peer_is_local_host,
             local_host,
-            tx,
+            outbox: Outbox::new(writer, rt.config.send_buffer),
+            rt: Arc::downgrade(rt),
             pending: Mutex::default(),
             running: Mutex::default(),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
-            stop_writer: Notify::new(),
             handle: rt.handle.clone(),
             max_frame: max,
             calls_sent: AtomicU64::new(0),
             calls_served: AtomicU64::new(0),
         }),
     };
-    rt.handle
-        .spawn(write_loop(conn.clone(), rt.clone(), writer, rx));
     rt.handle.spawn(read_loop(conn.clone(), rt.clone(), reader));
     Ok(conn)
-}
-
-async fn write_loop(
-    conn: Connection,
-    rt: Arc<RuntimeInner>,
-    mut w: BoxWrite,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-) {
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
-    let mut joined: Vec<u8> = Vec::new();
-    loop {
-        let n = tokio::select! {
-            biased;
-            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
-            _ = conn.inner.stop_writer.notified() => break,
-        };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = write_batch(&mut w, &mut batch, &mut joined).await {
-            conn.close(&rt, &RemoteError::lost(format!("write failed: {e}")));
-            return;
-        }
-    }
-    // Closing: write what is still queued (an error frame, replies) within a bound, then stop.
-    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, async {
-        while let Ok(f) = rx.try_recv() {
-            batch.push(f);
-        }
-        let _ = write_batch(&mut w, &mut batch, &mut joined).await;
-        let _ = w.shutdown().await;
-    })
-    .await;
-}
-
-async fn write_batch(
-    w: &mut BoxWrite,
-    batch: &mut Vec<Vec<u8>>,
-    joined: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    if batch.len() == 1 {
-        w.write_all(&batch[0]).await?;
-    } else if !batch.is_empty() {
-        // One write for many small frames: one syscall, one segment.
-        joined.clear();
-        for f in batch.iter() {
-            joined.extend_from_slice(f);
-        }
-        w.write_all(joined).await?;
-    }
-    batch.clear();
-    w.flush().await
 }
 
 async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<BoxRead>) {

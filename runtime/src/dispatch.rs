@@ -138,7 +138,9 @@ async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
             Err(_) => return,
         },
     };
-    if let Err(e) = conn.send(frame).await {
+    // The last handler running writes at once; with others running, replies are batched.
+    let eager = conn.serving() <= 1;
+    if let Err(e) = conn.send(frame, eager).await {
         tracing::debug!(error = %e, "the reply could not be sent");
     }
 }

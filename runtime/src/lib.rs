@@ -62,6 +62,7 @@ mod marshal;
 mod message;
 mod naming;
 mod object;
+mod outbox;
 pub mod registry;
 mod remote;
 mod runtime;
