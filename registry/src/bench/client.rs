@@ -66,7 +66,8 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     })?;
 
     let registry = rt.registry_at(&args.server);
-    let lookups = on_workers(&tokio, oxrmi_calls::lookups(registry, plan.lookups))?.summarize();
+    let lookups =
+        on_workers(&tokio, oxrmi_calls::lookups(registry.clone(), plan.lookups))?.summarize();
     out.emit(&Measurement {
         metric: "registry_lookup_p50".into(),
         label: "registry lookup p50".into(),
@@ -82,6 +83,18 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         ours: lookups.per_second,
         raw: None,
         samples: lookups.count,
+    })?;
+    let (lookup_rate, looked_up) = on_workers(
+        &tokio,
+        oxrmi_calls::lookups_in_flight(registry, IN_FLIGHT, plan.in_flight),
+    )?;
+    out.emit(&Measurement {
+        metric: format!("registry_lookups_per_second_{IN_FLIGHT}_in_flight"),
+        label: format!("registry lookups/s, {IN_FLIGHT} in flight"),
+        unit: Unit::LookupsPerSecond,
+        ours: lookup_rate,
+        raw: None,
+        samples: looked_up,
     })?;
 
     rt.shutdown();

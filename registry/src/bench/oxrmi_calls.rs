@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
+use oxrmi::Remote;
 use oxrmi::registry::Registry;
-use oxrmi::{Remote, RemoteError};
 use serde_bytes::ByteBuf;
 use tokio::task::JoinSet;
 
@@ -73,19 +73,50 @@ pub(crate) async fn null_in_flight(
     callers: usize,
     window: Window,
 ) -> anyhow::Result<(f64, u64)> {
+    in_flight(callers, window, move || {
+        let bench = bench.clone();
+        async move { Ok(bench.null().await?) }
+    })
+    .await
+}
+
+/// Lookups (each checked for its interface) from `callers` tasks sharing one registry handle.
+pub(crate) async fn lookups_in_flight(
+    registry: Remote<dyn Registry>,
+    callers: usize,
+    window: Window,
+) -> anyhow::Result<(f64, u64)> {
+    in_flight(callers, window, move || {
+        let registry = registry.clone();
+        async move {
+            let found = registry.lookup(BENCH_NAME.to_string()).await?;
+            found.downcast::<dyn Bench>()?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Runs `op` in a loop on each of `callers` tasks; returns operations completed per second within
+/// the measured window, and how many that was.
+async fn in_flight<F, Fut>(callers: usize, window: Window, op: F) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let start = Instant::now();
     let from = start + window.warmup;
     let until = from + window.measured;
     let mut tasks = JoinSet::new();
     for _ in 0..callers {
-        let bench = bench.clone();
+        let op = op.clone();
         tasks.spawn(async move {
             let mut completed = 0u64;
             loop {
-                bench.null().await?;
+                op().await?;
                 let now = Instant::now();
                 if now >= until {
-                    return Ok::<u64, RemoteError>(completed);
+                    return Ok::<u64, anyhow::Error>(completed);
                 }
                 if now >= from {
                     completed += 1;
