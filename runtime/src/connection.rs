@@ -1,6 +1,6 @@
 //! One connection between two runtimes: the handshake, a reader task that turns bytes into
-//! messages, a writer task that batches frames onto the transport, and the tables of calls in
-//! flight in each direction. Calls go both ways over one connection (callbacks need no second
+//! messages, the [`Outbox`] that writes frames, and the tables of calls in flight in each
+//! direction. Calls go both ways over one connection (callbacks need no second
 //! connection and no listening port on the caller's side).
 //!
 //! **Invariant:** a caller waiting on a reply is always woken: by the reply, by its deadline,
