@@ -202,8 +202,108 @@ pub trait Other: Send + Sync {
     async fn ping(&self) -> Result<(), RemoteError>;
 }
 
+/// An object a client passes to a server: a callback.
+#[remote(name = "oxrmi.test.Listener")]
+pub trait Listener: Send + Sync {
+    /// Records a line.
+    async fn notify(&self, line: String) -> Result<(), RemoteError>;
+    /// Every line recorded.
+    async fn seen(&self) -> Result<Vec<String>, RemoteError>;
+}
+
+/// A listener that records what it is told.
+#[derive(Default)]
+pub struct Recorder {
+    lines: Mutex<Vec<String>>,
+}
+
+#[remote]
+impl Listener for Recorder {
+    async fn notify(&self, line: String) -> Result<(), RemoteError> {
+        self.lines.lock().unwrap().push(line);
+        Ok(())
+    }
+
+    async fn seen(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(self.lines.lock().unwrap().clone())
+    }
+}
+
+/// A server that takes references and calls back through them.
+#[remote(name = "oxrmi.test.Hub")]
+pub trait Hub: Send + Sync {
+    /// Calls `listener.notify(line)` from the server's side, before returning.
+    async fn call_back(
+        &self,
+        listener: Remote<dyn Listener>,
+        line: String,
+    ) -> Result<(), RemoteError>;
+    /// Keeps the listeners (references nested in an `Option<Vec<..>>`); returns how many it holds.
+    async fn keep(
+        &self,
+        listeners: Option<Vec<Remote<dyn Listener>>>,
+    ) -> Result<usize, RemoteError>;
+    /// Tells every kept listener `line`; returns how many it reached.
+    async fn broadcast(&self, line: String) -> Result<usize, RemoteError>;
+    /// The kept listeners (references in a result).
+    async fn listeners(&self) -> Result<Vec<Remote<dyn Listener>>, RemoteError>;
+    /// Returns the reference it was given.
+    async fn echo_ref(
+        &self,
+        listener: Remote<dyn Listener>,
+    ) -> Result<Remote<dyn Listener>, RemoteError>;
+}
+
+/// The hub served by test peers.
+#[derive(Default)]
+pub struct TestHub {
+    kept: Mutex<Vec<Remote<dyn Listener>>>,
+}
+
+#[remote]
+impl Hub for TestHub {
+    async fn call_back(
+        &self,
+        listener: Remote<dyn Listener>,
+        line: String,
+    ) -> Result<(), RemoteError> {
+        listener.notify(line).await
+    }
+
+    async fn keep(
+        &self,
+        listeners: Option<Vec<Remote<dyn Listener>>>,
+    ) -> Result<usize, RemoteError> {
+        let mut kept = self.kept.lock().unwrap();
+        kept.extend(listeners.unwrap_or_default());
+        Ok(kept.len())
+    }
+
+    async fn broadcast(&self, line: String) -> Result<usize, RemoteError> {
+        let kept = self.kept.lock().unwrap().clone();
+        let mut reached = 0;
+        for l in kept {
+            if l.notify(line.clone()).await.is_ok() {
+                reached += 1;
+            }
+        }
+        Ok(reached)
+    }
+
+    async fn listeners(&self) -> Result<Vec<Remote<dyn Listener>>, RemoteError> {
+        Ok(self.kept.lock().unwrap().clone())
+    }
+
+    async fn echo_ref(
+        &self,
+        listener: Remote<dyn Listener>,
+    ) -> Result<Remote<dyn Listener>, RemoteError> {
+        Ok(listener)
+    }
+}
+
 /// Starts a runtime listening on `listen` with a registry holding `counter` (a [`TestCounter`]),
-/// `versioned` (a [`Doubler`]).
+/// `versioned` (a [`Doubler`]) and `hub` (a [`TestHub`]).
 pub async fn start_server(listen: &str) -> Result<Runtime, RemoteError> {
     let rt = Runtime::builder().listen(listen).registry().start().await?;
     let counter = std::sync::Arc::new(TestCounter::default());
@@ -211,6 +311,8 @@ pub async fn start_server(listen: &str) -> Result<Runtime, RemoteError> {
     counter.set_exported(rt.clone(), handle.clone().into_any());
     rt.bind("counter", handle).await?;
     rt.bind("versioned", Remote::<dyn VersionOne>::new(Doubler))
+        .await?;
+    rt.bind("hub", Remote::<dyn Hub>::new(TestHub::default()))
         .await?;
     Ok(rt)
 }

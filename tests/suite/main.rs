@@ -12,4 +12,5 @@ mod concurrency;
 mod deadlines;
 mod errors;
 mod hostile;
+mod references;
 mod registry;

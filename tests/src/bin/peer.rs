@@ -6,12 +6,15 @@
 //!   test can kill this process mid-call.
 //! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
 //!   registry at URL, prints `bound`, and serves until its standard input closes.
+//! - `oxrmi-test-peer keep URL advertise|hidden`: hands a listener of its own to the hub at
+//!   URL, prints `kept`, and serves until its standard input closes; with `advertise` it
+//!   listens on a port, with `hidden` on none.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
 
 use anyhow::{Context, bail};
 use oxrmi::Remote;
-use oxrmi_tests::{Counter, TestCounter};
+use oxrmi_tests::{Counter, Hub, Listener, Recorder, TestCounter};
 use tokio::io::AsyncReadExt;
 
 async fn wait_for_stdin_eof() {
@@ -57,6 +60,21 @@ async fn main() -> anyhow::Result<()> {
                 .context("bind")?;
             println!("bound");
             wait_for_stdin_eof().await;
+        }
+        ["keep", url, advertise] => {
+            // Hands a listener of this process to the hub at URL, then serves until stdin closes.
+            // With `advertise`, this process listens, so third parties can reach the listener.
+            let mut builder = oxrmi::Runtime::builder();
+            if *advertise == "advertise" {
+                builder = builder.listen("tcp://127.0.0.1:0");
+            }
+            let rt = builder.start().await?;
+            let hub: Remote<dyn Hub> = rt.lookup_url(url).await?;
+            let me = Remote::<dyn Listener>::new(Recorder::default());
+            hub.keep(Some(vec![me.clone()])).await?;
+            println!("kept");
+            wait_for_stdin_eof().await;
+            drop(me);
         }
         ["calls", url, n, how] => {
             // Sequential calls on one handle, for profiling the call path: through the default
