@@ -252,10 +252,16 @@ fn stub_method(method: &Method<'_>) -> TokenStream {
         quote!(self.0.call::<#ok, #err>(#name, __args).await)
     };
     // The encoder comes from the handle rather than `ArgsEncoder::new`: it carries the runtime's
-    // marshalling context, which a `Remote` passed as an argument is exported into.
+    // marshalling context and the connection the call will use, so a `Remote` passed as an
+    // argument is exported into that runtime and counted as held by that peer (its lease).
     quote! {
         #sig {
-            let #mutability __args = self.0.args(#count);
+            let #mutability __args = match self.0.args(#count).await {
+                ::core::result::Result::Ok(__a) => __a,
+                ::core::result::Result::Err(__e) => {
+                    return ::core::result::Result::Err(::core::convert::From::from(__e));
+                }
+            };
             #(#pushes)*
             #call
         }

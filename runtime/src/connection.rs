@@ -57,6 +57,8 @@ pub(crate) struct ConnInner {
     pub(crate) peer_is_local_host: bool,
     /// The host the peer reached us at, when known.
     pub(crate) local_host: Option<String>,
+    /// The lease the peer grants on its objects: we renew at a quarter of it.
+    pub(crate) peer_lease: Duration,
     /// Frames to write; bounded, so senders wait when the peer does not keep up.
     outbox: Arc<Outbox>,
     /// The runtime, to close the connection from a task that only has the connection.
@@ -237,6 +239,11 @@ impl Connection {
         running.insert(call.0, h.abort_handle());
     }
 
+    /// How many of our calls wait for a reply.
+    pub(crate) fn in_flight(&self) -> usize {
+        lock(&self.inner.pending).len()
+    }
+
     /// How many handlers of the peer's calls are running.
     pub(crate) fn serving(&self) -> usize {
         lock(&self.inner.running).len()
@@ -344,6 +351,7 @@ pub(crate) async fn establish(
         runtime: rt.id,
         endpoints: rt.advertised_for(local_host.as_deref()),
         auth: None,
+        lease_ms: rt.leases.duration().as_millis() as u64,
     };
     let mut out = frame::preamble().to_vec();
     out.extend_from_slice(&message::hello(&hello, max)?);
@@ -393,6 +401,7 @@ pub(crate) async fn establish(
             peer_addr: peer,
             peer_is_local_host,
             local_host,
+            peer_lease: Duration::from_millis(theirs.lease_ms),
             outbox: Outbox::new(writer, rt.config.send_buffer),
             rt: Arc::downgrade(rt),
             pending: Mutex::default(),

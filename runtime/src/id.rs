@@ -53,6 +53,10 @@ pub struct ObjId(pub u64);
 impl ObjId {
     /// The registry every runtime with `.registry()` serves, reachable without a lookup.
     pub const REGISTRY: ObjId = ObjId(1);
+    /// The lease service (distributed garbage collection) every runtime serves.
+    pub const LEASES: ObjId = ObjId(2);
+    /// The introspection service every runtime serves (`oxrmi ipcs`).
+    pub const INTROSPECT: ObjId = ObjId(3);
     /// The first id handed out to ordinary exported objects; ids below are reserved for
     /// well-known objects (registry, introspection).
     pub(crate) const FIRST_DYNAMIC: u64 = 16;

@@ -41,6 +41,8 @@
 //! - `runtime`: [`Runtime`], [`RuntimeBuilder`]: exporting, listening, connecting.
 //! - [`registry`]: the registry interface and service; `naming`: [`lookup`] and friends by URL.
 //! - [`blocking`]: the same from synchronous code.
+//! - `lease`: distributed lifetimes (leases, releases, renewals); [`introspect`]: what a runtime
+//!   exports and who keeps it alive.
 //! - `connection`, `dispatch`, `stub`: a call's way out and back; `frame`, `message`: the wire
 //!   format (`docs/PROTOCOL.md`); `transport`: TCP.
 //! - [`schema`]: machine-readable interface descriptions.
@@ -58,6 +60,8 @@ mod endpoint;
 mod error;
 mod frame;
 mod id;
+pub mod introspect;
+mod lease;
 mod marshal;
 mod message;
 mod naming;
@@ -76,6 +80,7 @@ pub use endpoint::{Endpoint, ObjectUrl};
 pub use error::RemoteError;
 pub use frame::DEFAULT_MAX_FRAME;
 pub use id::{ObjId, RuntimeId};
+pub use lease::DEFAULT_LEASE;
 pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -53,16 +53,40 @@ impl MarshalCtx {
 /// Encodes a method's arguments, one by one so an error can name the argument.
 #[doc(hidden)]
 pub struct ArgsEncoder {
-    pub(crate) buf: Vec<u8>,
+    buf: Vec<u8>,
     ctx: MarshalCtx,
+    deadline: tokio::time::Instant,
+    /// The call's deadline as the caller set it, for its `Timeout` error.
+    millis: u64,
 }
 
 impl ArgsEncoder {
-    pub(crate) fn new(ctx: MarshalCtx, n: usize) -> Self {
+    pub(crate) fn new(
+        ctx: MarshalCtx,
+        n: usize,
+        deadline: tokio::time::Instant,
+        millis: u64,
+    ) -> Self {
         let mut buf = Vec::with_capacity(16);
         // A Vec never fails to grow here short of allocation failure, which aborts anyway.
         let _ = rmp::encode::write_array_len(&mut buf, n as u32);
-        ArgsEncoder { buf, ctx }
+        ArgsEncoder {
+            buf,
+            ctx,
+            deadline,
+            millis,
+        }
+    }
+
+    /// The encoded arguments, the connection they go over, the deadline and its length.
+    pub(crate) fn finish(
+        self,
+    ) -> Result<(Vec<u8>, Connection, tokio::time::Instant, u64), RemoteError> {
+        let conn = self
+            .ctx
+            .conn
+            .ok_or_else(|| RemoteError::lost("no connection for the call"))?;
+        Ok((self.buf, conn, self.deadline, self.millis))
     }
 
     /// Appends one argument.

@@ -31,6 +31,9 @@ pub(crate) struct Hello {
     pub(crate) endpoints: Vec<String>,
     /// Reserved for authentication; `nil` today.
     pub(crate) auth: Option<serde_bytes::ByteBuf>,
+    /// How long a lease on the sender's objects lasts, in milliseconds: holders renew at a
+    /// quarter of it.
+    pub(crate) lease_ms: u64,
 }
 
 /// The header of a call. The method name is borrowed when sending (no allocation per call) and
@@ -242,6 +245,7 @@ mod tests {
             runtime: id,
             endpoints: vec!["tcp://127.0.0.1:1".into()],
             auth: None,
+            lease_ms: 60_000,
         };
         let f = hello(&h, 1 << 20).unwrap();
         assert!(matches!(decode(body(&f)).unwrap(), Message::Hello(x) if x == h));
@@ -289,15 +293,16 @@ mod tests {
                 runtime: RuntimeId::from_bytes([0xab; 16]),
                 endpoints: vec!["tcp://127.0.0.1:1099".into()],
                 auth: None,
+                lease_ms: 60_000,
             },
             1 << 20,
         )
         .unwrap();
-        let mut expected = vec![0x00, 0x00, 0x00, 0x2b, 0x01, 0x93, 0xc4, 0x10];
+        let mut expected = vec![0x00, 0x00, 0x00, 0x2e, 0x01, 0x94, 0xc4, 0x10];
         expected.extend_from_slice(&[0xab; 16]);
         expected.extend_from_slice(&[0x91, 0xb4]);
         expected.extend_from_slice(b"tcp://127.0.0.1:1099");
-        expected.push(0xc0);
+        expected.extend_from_slice(&[0xc0, 0xcd, 0xea, 0x60]);
         assert_eq!(hello_frame, expected);
         let e = error(&RemoteError::protocol("x"));
         assert_eq!(

@@ -60,6 +60,10 @@ pub(crate) struct ObjRef {
     pub(crate) interface: String,
     /// The owner's advertised endpoints, as URLs, in order of preference.
     pub(crate) endpoints: Vec<String>,
+    /// The epoch of the receiver's lease this reference was counted under; 0 when it was not
+    /// counted (forwarded by a third party, or a well-known object): the receiver then acquires
+    /// a lease from the owner itself.
+    pub(crate) lease: u64,
 }
 
 impl fmt::Display for ObjRef {
@@ -82,6 +86,8 @@ pub(crate) trait Exported: Send + Sync + 'static {
     ) -> Option<BoxFuture<'static, Outcome>>;
     /// The address of the object: equal for every handle to it in this process.
     fn identity(&self) -> usize;
+    /// How many handles to the object exist in this process (this one included).
+    fn handles(&self) -> usize;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -102,6 +108,9 @@ impl<T: ?Sized + Interface> Exported for Local<T> {
     }
     fn identity(&self) -> usize {
         identity_of(&self.0)
+    }
+    fn handles(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -315,19 +324,44 @@ impl AnyRemote {
         }
     }
 
-    /// The reference to write on the wire, exporting a local object into `ctx`'s runtime.
-    fn to_ref(&self, ctx: &MarshalCtx) -> ObjRef {
+    /// The reference to write on the wire. A local object is exported into `ctx`'s runtime and
+    /// counted in the receiving peer's lease; a remote one forwarded to a third party is held
+    /// here for a lease duration while the receiver acquires its own lease.
+    fn to_ref(&self, ctx: &MarshalCtx) -> Result<ObjRef, RemoteError> {
+        let conn = ctx.conn.as_ref().ok_or_else(|| RemoteError::Marshalling {
+            what: "a remote reference".into(),
+            detail: "no connection to send it over".into(),
+        })?;
         match &self.inner {
             AnyInner::Local(e) => {
-                let id = ctx.rt.objects.export(e.clone());
-                ObjRef {
-                    runtime: Some(ctx.rt.id),
+                let rt = &ctx.rt;
+                let id = rt.objects.export(e.clone());
+                let lease = rt.leases.sent(&rt.objects, conn.peer(), id);
+                Ok(ObjRef {
+                    runtime: Some(rt.id),
                     object: id,
                     interface: e.schema().name.to_string(),
-                    endpoints: ctx.rt.advertised(ctx.conn.as_ref()),
-                }
+                    endpoints: rt.advertised(Some(conn)),
+                    lease,
+                })
             }
-            AnyInner::Remote(h) => h.target().clone(),
+            AnyInner::Remote(h) => {
+                let mut r = h.target().clone();
+                if r.runtime != Some(conn.peer()) {
+                    r.lease = 0;
+                    if let (true, Some(owner)) = (h.is_leased(), r.runtime) {
+                        // Long enough for the receiver to acquire a lease of its own: one
+                        // lease of the owner's (it renews at a quarter of that).
+                        let hold = ctx
+                            .rt
+                            .conns
+                            .peer_lease(owner)
+                            .unwrap_or_else(|| ctx.rt.leases.duration());
+                        ctx.rt.holdings.hold_in_transit(h.clone(), hold);
+                    }
+                }
+                Ok(r)
+            }
         }
     }
 
@@ -345,7 +379,7 @@ impl AnyRemote {
             return Ok(AnyRemote::from_exported(obj));
         }
         Ok(AnyRemote {
-            inner: AnyInner::Remote(StubHandle::new(ctx.rt.clone(), r, ctx.conn.clone())),
+            inner: AnyInner::Remote(StubHandle::import(ctx.rt.clone(), r, ctx.conn.clone())),
         })
     }
 }
@@ -385,7 +419,7 @@ const NO_CONTEXT: &str =
 impl Serialize for AnyRemote {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ctx = MarshalCtx::current().ok_or_else(|| S::Error::custom(NO_CONTEXT))?;
-        self.to_ref(&ctx).serialize(s)
+        self.to_ref(&ctx).map_err(S::Error::custom)?.serialize(s)
     }
 }
 

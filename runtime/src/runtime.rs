@@ -12,14 +12,24 @@ use crate::connection::{self, Connection};
 use crate::endpoint::{Endpoint, ObjectUrl};
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::id::{ObjId, RuntimeId};
+use crate::introspect::{Introspect, IntrospectEndpoint, Report};
+use crate::lease::{self, DEFAULT_LEASE, Holdings, LeaseEndpoint, LeaseService, LeaseTable};
 use crate::object::ObjectTable;
 use crate::registry::{Binding, Registry, RegistryService};
-use crate::remote::{AnyRemote, Interface, ObjRef, Remote};
+use crate::remote::{AnyRemote, Interface, Remote};
 use crate::stub::StubHandle;
 use crate::transport::{self, Listener};
 
 /// The largest send buffer, in frames: tokio's channels hold at most `usize::MAX >> 3` permits.
 const MAX_SEND_BUFFER: usize = usize::MAX >> 4;
+
+/// The longest time between two rounds of lease housekeeping: holders must renew in time for a
+/// peer whose lease is much shorter than ours, and a round with nothing due costs nothing.
+const HOUSEKEEPING_MAX_PERIOD: Duration = Duration::from_millis(100);
+
+/// The shortest lease: housekeeping runs four times per lease, and more often than every 10 ms
+/// would be busywork.
+const MIN_LEASE: Duration = Duration::from_millis(40);
 
 /// Settings of a runtime, with their defaults.
 #[derive(Clone, Debug)]
@@ -36,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) send_buffer: usize,
     /// Whether the registry accepts bind/rebind/unbind from other hosts.
     pub(crate) registry_remote_writes: bool,
+    /// How long a holder's lease lasts without renewal.
+    pub(crate) lease: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +58,7 @@ impl Default for Config {
             max_frame: DEFAULT_MAX_FRAME,
             send_buffer: 1024,
             registry_remote_writes: false,
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -118,6 +131,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long a lease on this runtime's objects lasts without renewal (default 60 s). A holder
+    /// renews four times per lease; a holder that crashed or was cut off loses its references
+    /// when the lease expires, and the objects nobody else holds are dropped then.
+    pub fn lease(mut self, duration: Duration) -> Self {
+        self.config.lease = duration.max(MIN_LEASE);
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -143,8 +164,11 @@ impl RuntimeBuilder {
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint()).collect();
         let (stop, _) = watch::channel(false);
         let remote_writes = self.config.registry_remote_writes;
+        let lease = self.config.lease;
         let inner = Arc::new(RuntimeInner {
             id: RuntimeId::random(),
+            leases: LeaseTable::new(lease),
+            holdings: Holdings::default(),
             config: self.config,
             handle,
             endpoints,
@@ -160,6 +184,23 @@ impl RuntimeBuilder {
             let any = handle.into_any();
             inner.objects.export_as(ObjId::REGISTRY, any.exported());
         }
+        let leases: Remote<dyn LeaseService> = Remote::new(LeaseEndpoint {
+            rt: Arc::downgrade(&inner),
+        });
+        inner
+            .objects
+            .export_as(ObjId::LEASES, leases.into_any().exported());
+        let introspect: Remote<dyn Introspect> = Remote::new(IntrospectEndpoint {
+            rt: Arc::downgrade(&inner),
+        });
+        inner
+            .objects
+            .export_as(ObjId::INTROSPECT, introspect.into_any().exported());
+        // Often enough for a quarter of our lease and of any peer's (most leases are far longer).
+        let period = (lease / 4).min(HOUSEKEEPING_MAX_PERIOD);
+        inner
+            .handle
+            .spawn(lease::housekeeping(Arc::downgrade(&inner), period));
         for l in listeners {
             inner.handle.spawn(accept_loop(inner.clone(), l));
         }
@@ -177,12 +218,20 @@ pub(crate) struct RuntimeInner {
     /// The bound endpoints (port 0 resolved).
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) objects: ObjectTable,
+    /// Who holds our objects.
+    pub(crate) leases: LeaseTable,
+    /// What we hold of others'.
+    pub(crate) holdings: Holdings,
     pub(crate) conns: ConnTable,
     registry: Option<Arc<RegistryService>>,
     stop: watch::Sender<bool>,
 }
 
 impl RuntimeInner {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     /// The endpoints to advertise to a peer that reached us at `local_host`: an unspecified listen
     /// address (`0.0.0.0`) is replaced by the address the peer used.
     pub(crate) fn advertised_for(&self, local_host: Option<&str>) -> Vec<String> {
@@ -390,6 +439,11 @@ impl ConnTable {
         }
     }
 
+    /// The lease a connected runtime grants on its objects.
+    pub(crate) fn peer_lease(&self, id: RuntimeId) -> Option<Duration> {
+        self.by_runtime(id).map(|c| c.info().peer_lease)
+    }
+
     pub(crate) fn remove(&self, conn: &Connection) {
         let mut m = self.lock();
         m.by_runtime.retain(|_, c| !c.same(conn));
@@ -476,6 +530,12 @@ impl Runtime {
         self.inner.objects.len()
     }
 
+    /// A snapshot of this runtime's objects, who holds them, what it holds of others, and its
+    /// connections (what `oxrmi ipcs` prints).
+    pub fn report(&self) -> Report {
+        crate::introspect::report(&self.inner)
+    }
+
     /// How many connections to other runtimes are open.
     pub fn connections(&self) -> usize {
         self.inner.conns.all().len()
@@ -540,13 +600,13 @@ impl Runtime {
 
     /// A handle to the registry served at `endpoint`, reached through this runtime.
     pub fn registry_at(&self, endpoint: &Endpoint) -> Remote<dyn Registry> {
-        let target = ObjRef {
-            runtime: None,
-            object: ObjId::REGISTRY,
-            interface: <dyn Registry as Interface>::NAME.to_string(),
-            endpoints: vec![endpoint.to_string()],
-        };
-        Remote::from_stub(StubHandle::new(self.inner.clone(), target, None))
+        Remote::from_stub(StubHandle::well_known(
+            self.inner.clone(),
+            None,
+            ObjId::REGISTRY,
+            <dyn Registry as Interface>::NAME,
+            vec![endpoint.to_string()],
+        ))
     }
 
     /// Looks up `tcp://host:port/name` through this runtime, checking the interface.

@@ -2,7 +2,7 @@
 //! opens) the connection to the object's owner, sends the call under its deadline and decodes
 //! the reply.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -11,6 +11,8 @@ use tracing::Instrument;
 use crate::RemoteError;
 use crate::connection::{Connection, Received};
 use crate::context;
+use crate::id::{ObjId, RuntimeId};
+use crate::lease::{self, Holdings, Released};
 use crate::marshal::{self, ArgsEncoder, MarshalCtx};
 use crate::message::{Status, flags};
 use crate::remote::{HandleIdentity, ObjRef};
@@ -23,29 +25,182 @@ pub struct StubHandle {
     inner: Arc<StubInner>,
 }
 
-struct StubInner {
+/// The state behind every handle this process has to one remote object.
+pub(crate) struct StubInner {
     rt: Arc<RuntimeInner>,
     target: ObjRef,
     /// The connection last used; replaced when it closes.
     conn: Mutex<Option<Connection>>,
+    /// Our lease on the object: how many references we received under which epoch. `None` for
+    /// objects that are not leased (well-known ones).
+    lease: Option<Mutex<Receipts>>,
+}
+
+/// References received from the owner, under one lease epoch.
+#[derive(Default)]
+struct Receipts {
+    epoch: u64,
+    received: u64,
+}
+
+impl Receipts {
+    /// Counts one reference received under `epoch`. A newer epoch means the owner lost our old
+    /// lease (it expired): the old counts are void there, so they are here.
+    fn count(&mut self, epoch: u64) {
+        if epoch == 0 {
+            return;
+        }
+        match epoch.cmp(&self.epoch) {
+            std::cmp::Ordering::Equal => self.received += 1,
+            std::cmp::Ordering::Greater => {
+                self.epoch = epoch;
+                self.received = 1;
+            }
+            std::cmp::Ordering::Less => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StubInner {
+    pub(crate) fn target(&self) -> &ObjRef {
+        &self.target
+    }
+
+    /// The lease epoch and references received, for introspection.
+    pub(crate) fn receipts(&self) -> Option<(u64, u64)> {
+        self.lease.as_ref().map(|l| {
+            let r = lock(l);
+            (r.epoch, r.received)
+        })
+    }
+}
+
+impl Drop for StubInner {
+    fn drop(&mut self) {
+        let (Some(owner), Some(lease)) = (self.target.runtime, self.lease.as_ref()) else {
+            return;
+        };
+        let key = (owner, self.target.object);
+        {
+            let mut imports = lock(&self.rt.holdings.imports);
+            if imports
+                .get(&key)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), self as *const StubInner))
+            {
+                imports.remove(&key);
+            }
+        }
+        let r = lock(lease);
+        if r.received == 0 {
+            return;
+        }
+        let released = Released {
+            object: self.target.object,
+            count: r.received,
+            epoch: r.epoch,
+        };
+        drop(r);
+        Holdings::release(&self.rt, owner, &self.target.endpoints, released);
+    }
 }
 
 impl StubHandle {
-    /// A handle for `target`. `via` is the connection the reference arrived on: if it leads to
-    /// the owner, calls use it (a callback needs no listening port on the owner's side).
-    pub(crate) fn new(rt: Arc<RuntimeInner>, target: ObjRef, via: Option<Connection>) -> Self {
+    /// The handle for a reference read from the wire. `via` is the connection it arrived on: if
+    /// it leads to the owner, calls use it (a callback needs no listening port on the owner's
+    /// side) and the reference counts in our lease; a reference from a third party is acquired
+    /// from the owner.
+    pub(crate) fn import(rt: Arc<RuntimeInner>, target: ObjRef, via: Option<Connection>) -> Self {
+        let Some(owner) = target
+            .runtime
+            .filter(|_| target.object.0 >= ObjId::FIRST_DYNAMIC)
+        else {
+            return Self::unleased(rt, target, via);
+        };
+        let from_owner = via.as_ref().is_some_and(|c| c.peer() == owner);
+        let key = (owner, target.object);
+        let mut imports = lock(&rt.holdings.imports);
+        if let Some(inner) = imports.get(&key).and_then(Weak::upgrade) {
+            if from_owner && let Some(lease) = &inner.lease {
+                lock(lease).count(target.lease);
+            }
+            // From a third party: the lease we hold covers this copy too.
+            return StubHandle { inner };
+        }
+        let mut receipts = Receipts::default();
+        if from_owner {
+            receipts.count(target.lease);
+        }
+        let inner = Arc::new(StubInner {
+            rt: rt.clone(),
+            conn: Mutex::new(via.filter(|c| c.peer() == owner)),
+            target,
+            lease: Some(Mutex::new(receipts)),
+        });
+        imports.insert(key, Arc::downgrade(&inner));
+        drop(imports);
+        if !from_owner {
+            // Forwarded by a third party, which holds its own handle for a lease duration: get
+            // a lease of our own meanwhile. The task keeps the stub alive until it has one, so
+            // a release can only follow the acquisition.
+            let stub = inner.clone();
+            rt.handle.spawn(async move {
+                let t = &stub.target;
+                let service = lease::lease_service(&stub.rt, owner, t.endpoints.clone());
+                match service.acquire(t.object).await {
+                    Ok(epoch) => {
+                        if let Some(lease) = &stub.lease {
+                            lock(lease).count(epoch);
+                        }
+                    }
+                    Err(e) => tracing::debug!(object = %t, error = %e, "could not acquire a lease"),
+                }
+            });
+        }
+        StubHandle { inner }
+    }
+
+    /// A handle to an object outside lease accounting.
+    fn unleased(rt: Arc<RuntimeInner>, target: ObjRef, via: Option<Connection>) -> Self {
         let conn = via.filter(|c| Some(c.peer()) == target.runtime);
         StubHandle {
             inner: Arc::new(StubInner {
                 rt,
                 target,
                 conn: Mutex::new(conn),
+                lease: None,
             }),
         }
     }
 
+    /// A handle to a well-known object (registry, lease service) of a runtime, known or not.
+    pub(crate) fn well_known(
+        rt: Arc<RuntimeInner>,
+        runtime: impl Into<Option<RuntimeId>>,
+        object: ObjId,
+        interface: &str,
+        endpoints: Vec<String>,
+    ) -> Self {
+        let target = ObjRef {
+            runtime: runtime.into(),
+            object,
+            interface: interface.to_string(),
+            endpoints,
+            lease: 0,
+        };
+        Self::unleased(rt, target, None)
+    }
+
     pub(crate) fn target(&self) -> &ObjRef {
         &self.inner.target
+    }
+
+    /// Whether this handle holds a lease (a dynamic object of a known runtime).
+    pub(crate) fn is_leased(&self) -> bool {
+        self.inner.lease.is_some()
     }
 
     pub(crate) fn identity(&self) -> HandleIdentity {
@@ -58,12 +213,7 @@ impl StubHandle {
     }
 
     fn cached(&self) -> Option<Connection> {
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .filter(|c| !c.is_closed())
+        lock(&self.inner.conn).clone().filter(|c| !c.is_closed())
     }
 
     async fn connection(&self) -> Result<Connection, RemoteError> {
@@ -76,24 +226,28 @@ impl StubHandle {
             .rt
             .connect(t.runtime, &t.endpoints, || t.to_string())
             .await?;
-        *self
-            .inner
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+        *lock(&self.inner.conn) = Some(c.clone());
         Ok(c)
     }
 
-    fn marshal_ctx(&self) -> MarshalCtx {
-        MarshalCtx {
+    /// Starts a call with `n` arguments: fixes its deadline and finds the connection first, so
+    /// a `Remote` among the arguments is counted as held by the peer that receives it.
+    pub async fn args(&self, n: usize) -> Result<ArgsEncoder, RemoteError> {
+        let start = Instant::now();
+        let deadline = context::deadline(start, self.inner.rt.config.call_timeout);
+        let millis = deadline
+            .saturating_duration_since(start)
+            .as_micros()
+            .div_ceil(1000) as u64;
+        let conn = match tokio::time::timeout_at(deadline, self.connection()).await {
+            Ok(c) => c?,
+            Err(_) => return Err(RemoteError::Timeout { millis }),
+        };
+        let ctx = MarshalCtx {
             rt: self.inner.rt.clone(),
-            conn: self.cached(),
-        }
-    }
-
-    /// Starts encoding the `n` arguments of a call.
-    pub fn args(&self, n: usize) -> ArgsEncoder {
-        ArgsEncoder::new(self.marshal_ctx(), n)
+            conn: Some(conn),
+        };
+        Ok(ArgsEncoder::new(ctx, n, deadline, millis))
     }
 
     async fn invoke(
@@ -102,28 +256,10 @@ impl StubHandle {
         args: ArgsEncoder,
         call_flags: u8,
     ) -> Result<(Received, Connection, u64), RemoteError> {
-        let start = Instant::now();
-        let deadline = context::deadline(start, self.inner.rt.config.call_timeout);
-        // Rounded up: a 300 ms deadline set just before this call started reads as 300.
-        let millis = deadline
-            .saturating_duration_since(start)
-            .as_micros()
-            .div_ceil(1000) as u64;
-        let work = async {
-            let conn = self.connection().await?;
-            let r = conn
-                .call(
-                    self.inner.target.object,
-                    method,
-                    &args.buf,
-                    deadline,
-                    call_flags,
-                )
-                .await?;
-            Ok((r, conn, millis))
-        };
+        let (buf, conn, deadline, millis) = args.finish()?;
+        let work = conn.call(self.inner.target.object, method, &buf, deadline, call_flags);
         match tokio::time::timeout_at(deadline, work).await {
-            Ok(r) => r,
+            Ok(r) => Ok((r?, conn, millis)),
             Err(_) => Err(RemoteError::Timeout { millis }),
         }
     }

@@ -302,10 +302,145 @@ impl Hub for TestHub {
     }
 }
 
+/// An account, returned by reference from a [`Bank`].
+#[remote(name = "oxrmi.test.Account")]
+pub trait Account: Send + Sync {
+    /// Adds `amount`; returns the balance.
+    async fn deposit(&self, amount: i64) -> Result<i64, RemoteError>;
+    /// The owner's name.
+    async fn owner(&self) -> Result<String, RemoteError>;
+}
+
+/// A factory of accounts that reports their lifetimes as the server sees them.
+#[remote(name = "oxrmi.test.Bank")]
+pub trait Bank: Send + Sync {
+    /// A new account, by reference; the bank keeps no handle to it.
+    async fn open(&self, owner: String) -> Result<Remote<dyn Account>, RemoteError>;
+    /// Accounts whose `Drop` has not run.
+    async fn live(&self) -> Result<u64, RemoteError>;
+    /// Owners of the accounts whose `Drop` ran, in order.
+    async fn dropped(&self) -> Result<Vec<String>, RemoteError>;
+    /// Keeps `account` (of any bank); returns its balance.
+    async fn adopt(&self, account: Remote<dyn Account>) -> Result<i64, RemoteError>;
+    /// The balance of the adopted account.
+    async fn adopted_balance(&self) -> Result<i64, RemoteError>;
+    /// Drops the adopted account.
+    async fn forget(&self) -> Result<(), RemoteError>;
+    /// Unexports every account still exported: their handles become stale.
+    async fn close_all(&self) -> Result<(), RemoteError>;
+}
+
+/// What a [`TestBank`] and its accounts share.
+#[derive(Default)]
+struct Ledger {
+    live: AtomicU64,
+    dropped: Mutex<Vec<String>>,
+    opened: Mutex<Vec<std::sync::Weak<TestAccount>>>,
+}
+
+/// An account whose drop the ledger records.
+pub struct TestAccount {
+    owner: String,
+    balance: AtomicI64,
+    ledger: std::sync::Arc<Ledger>,
+}
+
+impl Drop for TestAccount {
+    fn drop(&mut self) {
+        self.ledger.live.fetch_sub(1, Ordering::SeqCst);
+        self.ledger.dropped.lock().unwrap().push(self.owner.clone());
+    }
+}
+
+#[remote]
+impl Account for TestAccount {
+    async fn deposit(&self, amount: i64) -> Result<i64, RemoteError> {
+        Ok(self.balance.fetch_add(amount, Ordering::SeqCst) + amount)
+    }
+
+    async fn owner(&self) -> Result<String, RemoteError> {
+        Ok(self.owner.clone())
+    }
+}
+
+/// The bank served by test peers.
+#[derive(Default)]
+pub struct TestBank {
+    ledger: std::sync::Arc<Ledger>,
+    adopted: Mutex<Option<Remote<dyn Account>>>,
+    runtime: OnceLock<Runtime>,
+}
+
+#[remote]
+impl Bank for TestBank {
+    async fn open(&self, owner: String) -> Result<Remote<dyn Account>, RemoteError> {
+        let account = std::sync::Arc::new(TestAccount {
+            owner,
+            balance: AtomicI64::new(0),
+            ledger: self.ledger.clone(),
+        });
+        self.ledger.live.fetch_add(1, Ordering::SeqCst);
+        self.ledger
+            .opened
+            .lock()
+            .unwrap()
+            .push(std::sync::Arc::downgrade(&account));
+        Ok(Remote::from_arc(account))
+    }
+
+    async fn live(&self) -> Result<u64, RemoteError> {
+        Ok(self.ledger.live.load(Ordering::SeqCst))
+    }
+
+    async fn dropped(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(self.ledger.dropped.lock().unwrap().clone())
+    }
+
+    async fn adopt(&self, account: Remote<dyn Account>) -> Result<i64, RemoteError> {
+        let balance = account.deposit(0).await?;
+        *self.adopted.lock().unwrap() = Some(account);
+        Ok(balance)
+    }
+
+    async fn adopted_balance(&self) -> Result<i64, RemoteError> {
+        let account = self.adopted.lock().unwrap().clone();
+        match account {
+            Some(a) => a.deposit(0).await,
+            None => Err(RemoteError::NotBound {
+                name: "adopted".into(),
+            }),
+        }
+    }
+
+    async fn forget(&self) -> Result<(), RemoteError> {
+        self.adopted.lock().unwrap().take();
+        Ok(())
+    }
+
+    async fn close_all(&self) -> Result<(), RemoteError> {
+        let Some(rt) = self.runtime.get() else {
+            return Ok(());
+        };
+        let opened: Vec<_> = self.ledger.opened.lock().unwrap().clone();
+        for account in opened.iter().filter_map(std::sync::Weak::upgrade) {
+            rt.unexport(Remote::<dyn Account>::from_arc(account));
+        }
+        Ok(())
+    }
+}
+
 /// Starts a runtime listening on `listen` with a registry holding `counter` (a [`TestCounter`]),
-/// `versioned` (a [`Doubler`]) and `hub` (a [`TestHub`]).
-pub async fn start_server(listen: &str) -> Result<Runtime, RemoteError> {
-    let rt = Runtime::builder().listen(listen).registry().start().await?;
+/// `versioned` (a [`Doubler`]), `hub` (a [`TestHub`]) and `bank` (a [`TestBank`]); `lease` sets
+/// the lease it grants.
+pub async fn start_server(listen: &str, lease: Option<Duration>) -> Result<Runtime, RemoteError> {
+    let mut builder = Runtime::builder().listen(listen).registry();
+    if let Some(lease) = lease {
+        builder = builder.lease(lease);
+    }
+    let rt = builder.start().await?;
+    let bank = TestBank::default();
+    let _ = bank.runtime.set(rt.clone());
+    rt.bind("bank", Remote::<dyn Bank>::new(bank)).await?;
     let counter = std::sync::Arc::new(TestCounter::default());
     let handle: Remote<dyn Counter> = Remote::from_arc(counter.clone());
     counter.set_exported(rt.clone(), handle.clone().into_any());

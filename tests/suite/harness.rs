@@ -93,6 +93,12 @@ impl Peer {
         Peer::start(&["serve", &t.listen()]).await
     }
 
+    /// A server that grants leases of `lease`.
+    pub(crate) async fn serve_with_lease(t: Transport, lease: Duration) -> Peer {
+        let ms = lease.as_millis().to_string();
+        Peer::start(&["serve", &t.listen(), &ms]).await
+    }
+
     /// The server's endpoint.
     pub(crate) fn endpoint(&self) -> &str {
         &self.first_line

@@ -37,12 +37,12 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// Our preamble and a minimal hello frame: `[runtime id (16 bytes), [], nil]`.
+/// Our preamble and a minimal hello frame: `[runtime id (16 bytes), [], nil, lease 1000 ms]`.
 fn handshake() -> Vec<u8> {
-    let mut v = b"OXRMI\0\x00\x01".to_vec();
-    let mut body = vec![0x01, 0x93, 0xc4, 0x10];
+    let mut v = b"OXRMI\0\x00\x02".to_vec();
+    let mut body = vec![0x01, 0x94, 0xc4, 0x10];
     body.extend_from_slice(&[0xab; 16]);
-    body.extend_from_slice(&[0x90, 0xc0]);
+    body.extend_from_slice(&[0x90, 0xc0, 0xcd, 0x03, 0xe8]);
     v.extend_from_slice(&(body.len() as u32).to_be_bytes());
     v.extend_from_slice(&body);
     v
@@ -93,7 +93,7 @@ behaviour!(a_wrong_version_gets_an_error_frame, |t| async move {
     s.write_all(&hs).await.unwrap();
     let reply = read_to_close(&mut s).await;
     assert!(
-        reply.starts_with(b"OXRMI\0\x00\x01"),
+        reply.starts_with(b"OXRMI\0\x00\x02"),
         "the server sends its own preamble first"
     );
     assert!(

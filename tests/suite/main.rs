@@ -12,5 +12,6 @@ mod concurrency;
 mod deadlines;
 mod errors;
 mod hostile;
+mod lifetimes;
 mod references;
 mod registry;

@@ -22,7 +22,7 @@ behaviour!(bind_rebind_unbind_lookup_list, |t| async move {
         .into_iter()
         .map(|b| b.name)
         .collect();
-    assert_eq!(names, ["counter", "versioned"]);
+    assert_eq!(names, ["bank", "counter", "hub", "versioned"]);
 
     let mine = Remote::<dyn Counter>::new(TestCounter::default());
     mine.add(100).await.unwrap();

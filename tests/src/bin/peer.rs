@@ -1,7 +1,9 @@
 //! A child process for the cross-process tests.
 //!
-//! - `oxrmi-test-peer serve [ENDPOINT]`: a runtime with a registry holding the test objects;
-//!   prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
+//!   objects; prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer hold URL OWNER`: opens an account at the bank at URL, prints `holding`,
+//!   and holds it until killed (or its standard input closes).
 //! - `oxrmi-test-peer sleep URL MILLIS`: looks up the counter at URL and calls `sleep`, so a
 //!   test can kill this process mid-call.
 //! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
@@ -14,7 +16,7 @@
 
 use anyhow::{Context, bail};
 use oxrmi::Remote;
-use oxrmi_tests::{Counter, Hub, Listener, Recorder, TestCounter};
+use oxrmi_tests::{Bank, Counter, Hub, Listener, Recorder, TestCounter};
 use tokio::io::AsyncReadExt;
 
 async fn wait_for_stdin_eof() {
@@ -38,7 +40,11 @@ async fn main() -> anyhow::Result<()> {
     {
         ["serve", rest @ ..] => {
             let listen = rest.first().copied().unwrap_or("tcp://127.0.0.1:0");
-            let rt = oxrmi_tests::start_server(listen).await?;
+            let lease = match rest.get(1) {
+                Some(ms) => Some(std::time::Duration::from_millis(ms.parse()?)),
+                None => None,
+            };
+            let rt = oxrmi_tests::start_server(listen, lease).await?;
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
@@ -60,6 +66,15 @@ async fn main() -> anyhow::Result<()> {
                 .context("bind")?;
             println!("bound");
             wait_for_stdin_eof().await;
+        }
+        ["hold", url, owner] => {
+            // Opens an account at the bank at URL and holds it until killed.
+            let bank: Remote<dyn Bank> = oxrmi::lookup(url).await?;
+            let account = bank.open(owner.to_string()).await?;
+            account.deposit(1).await?;
+            println!("holding");
+            wait_for_stdin_eof().await;
+            drop(account);
         }
         ["keep", url, advertise] => {
             // Hands a listener of this process to the hub at URL, then serves until stdin closes.
