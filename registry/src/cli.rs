@@ -23,6 +23,9 @@ pub(crate) enum Command {
     Registry(RegistryArgs),
     /// Lists the names bound in a registry, with their interfaces.
     List(ListArgs),
+    /// A runtime's exported objects and who holds them, what it holds of others, and its
+    /// connections (like `ipcs -a`).
+    Ipcs(IpcsArgs),
     /// Measures call latency and throughput, each next to a raw baseline from the same run.
     Bench(BenchArgs),
     /// Child role of `bench`: serves the bench object and a registry until stdin closes.
@@ -67,6 +70,16 @@ pub(crate) struct ListArgs {
     #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:1099")]
     pub(crate) registry: Endpoint,
     /// Print one JSON array of {name, interface} instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct IpcsArgs {
+    /// The runtime's endpoint (any oxrmi runtime that listens: a registry, a server).
+    #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:1099")]
+    pub(crate) endpoint: Endpoint,
+    /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub(crate) json: bool,
 }

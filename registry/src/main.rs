@@ -2,13 +2,14 @@
 //!
 //! - `oxrmi registry`: a standalone registry server, like Java's `rmiregistry`.
 //! - `oxrmi list`: the names bound in a registry and their interfaces.
+//! - `oxrmi ipcs`: a runtime's objects, who keeps each alive, what it holds, its connections.
 //! - `oxrmi bench`: call latency and throughput of the runtime, each figure next to a raw
 //!   baseline on the same transport measured in the same run.
 //!
 //! # Layout
 //! - `cli`: the command line (clap), and nothing else.
 //! - `serve_registry`: the `registry` command; `shutdown_signal`: Ctrl-C and SIGTERM.
-//! - `list_bindings`: the `list` command.
+//! - `list_bindings`: the `list` command; `ipcs`: the `ipcs` command.
 //! - `bench`: the `bench` command and the hidden child roles it spawns.
 //! - `table`: aligned text tables; `logging`: tracing to stderr; `tokio_runtime`: an executor
 //!   sized to the CPUs this process may use.
@@ -18,6 +19,7 @@
 
 mod bench;
 mod cli;
+mod ipcs;
 mod list_bindings;
 mod logging;
 mod serve_registry;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Registry(args) => serve_registry::run(args),
         Command::List(args) => list_bindings::run(args),
+        Command::Ipcs(args) => ipcs::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchServer(args) => bench::run_server(args),
         Command::BenchRawServer(args) => bench::run_raw_server(args),

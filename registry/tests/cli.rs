@@ -84,6 +84,40 @@ async fn standalone_registry_list_and_sigterm() {
     let found: Remote<dyn Greeter> = oxrmi::lookup(&format!("{endpoint}/greeter")).await.unwrap();
     assert_eq!(found.greet("ada".into()).await.unwrap(), "hello, ada");
 
+    // `oxrmi ipcs` on this process says who keeps the greeter alive: the registry's runtime and,
+    // while `found` lives, this process's default runtime; then the registry alone.
+    let mine = me.endpoints()[0].to_string();
+    let holders = || async {
+        let out = output(&["ipcs", "--json", &mine]).await;
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let greeter = report["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["interface"] == "oxrmi.cli_test.Greeter")
+            .cloned()
+            .expect("the greeter is exported");
+        greeter["holders"].as_array().unwrap().len()
+    };
+    assert_eq!(holders().await, 2);
+    drop(found);
+    let mut left = 0;
+    for _ in 0..50 {
+        left = holders().await;
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 1, "dropping the handle did not release its lease");
+    let out = output(&["ipcs", &mine]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("EXPORTED OBJECTS") && text.contains("oxrmi.cli_test.Greeter"),
+        "{text}"
+    );
+
     // SIGTERM stops it cleanly.
     let pid = registry.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")

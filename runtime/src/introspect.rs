@@ -8,10 +8,8 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
-use crate::id::ObjId;
 use crate::runtime::RuntimeInner;
-use crate::stub::StubHandle;
-use crate::{Interface, Remote, RemoteError, remote};
+use crate::{Remote, RemoteError, remote};
 
 /// The introspection interface every runtime serves.
 #[remote(name = "oxrmi.Introspect")]
@@ -185,12 +183,5 @@ pub(crate) fn report(rt: &RuntimeInner) -> Report {
 /// A handle to the introspection service of the runtime at `endpoint`, through the process-wide
 /// default runtime.
 pub fn locate(endpoint: &Endpoint) -> Remote<dyn Introspect> {
-    let rt = &crate::naming::default_runtime().inner;
-    Remote::from_stub(StubHandle::well_known(
-        rt.clone(),
-        None,
-        ObjId::INTROSPECT,
-        <dyn Introspect as Interface>::NAME,
-        vec![endpoint.to_string()],
-    ))
+    crate::naming::default_runtime().introspect_at(endpoint)
 }

@@ -609,6 +609,18 @@ impl Runtime {
         ))
     }
 
+    /// A handle to the introspection service of the runtime at `endpoint` (every runtime
+    /// serves one), reached through this runtime.
+    pub fn introspect_at(&self, endpoint: &Endpoint) -> Remote<dyn Introspect> {
+        Remote::from_stub(StubHandle::well_known(
+            self.inner.clone(),
+            None,
+            ObjId::INTROSPECT,
+            <dyn Introspect as Interface>::NAME,
+            vec![endpoint.to_string()],
+        ))
+    }
+
     /// Looks up `tcp://host:port/name` through this runtime, checking the interface.
     pub async fn lookup_url<T: ?Sized + Interface>(
         &self,
