@@ -15,3 +15,4 @@ mod hostile;
 mod lifetimes;
 mod references;
 mod registry;
+mod remote_host;
