@@ -339,15 +339,18 @@ impl Holdings {
 
     /// The owners this runtime holds live objects of, with where to reach them.
     fn owners(&self) -> Vec<(RuntimeId, Vec<String>)> {
-        let imports = lock(&self.imports);
+        // Upgraded under the lock, dropped after it: the last handle to a stub may go while we
+        // look, and its Drop takes this lock.
+        let live = self.live();
         let mut owners: IdMap<RuntimeId, Vec<String>> = IdMap::default();
-        for ((owner, _), weak) in imports.iter() {
-            if let Some(stub) = weak.upgrade() {
+        for stub in &live {
+            if let Some(owner) = stub.target().runtime {
                 owners
-                    .entry(*owner)
+                    .entry(owner)
                     .or_insert_with(|| stub.target().endpoints.clone());
             }
         }
+        drop(live);
         owners.into_iter().collect()
     }
 
