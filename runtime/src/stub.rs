@@ -239,9 +239,13 @@ impl StubHandle {
             .saturating_duration_since(start)
             .as_micros()
             .div_ceil(1000) as u64;
-        let conn = match tokio::time::timeout_at(deadline, self.connection()).await {
-            Ok(c) => c?,
-            Err(_) => return Err(RemoteError::Timeout { millis }),
+        // The common case, a live cached connection, needs no timer.
+        let conn = match self.cached() {
+            Some(c) => c,
+            None => match tokio::time::timeout_at(deadline, self.connection()).await {
+                Ok(c) => c?,
+                Err(_) => return Err(RemoteError::Timeout { millis }),
+            },
         };
         let ctx = MarshalCtx {
             rt: self.inner.rt.clone(),
