@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use oxrmi::Endpoint;
 
-use crate::bench::{Pin, TransportKind};
+use crate::bench::{BENCH_LEASE_MS, Pin, TransportKind};
 
 /// The oxrmi command-line tool.
 #[derive(Parser, Debug)]
@@ -33,7 +33,7 @@ pub(crate) enum Command {
     BenchServer(BenchServerArgs),
     /// Child role of `bench`: echoes bytes on the raw transport until stdin closes.
     #[command(hide = true)]
-    BenchRawServer(BenchServerArgs),
+    BenchRawServer(BenchRawServerArgs),
     /// Child role of `bench`: measures, printing one JSON measurement a line.
     #[command(hide = true)]
     BenchClient(BenchClientArgs),
@@ -106,6 +106,17 @@ pub(crate) struct BenchServerArgs {
     /// The transport to serve on.
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
     pub(crate) transport: TransportKind,
+    /// The lease the server grants on its objects, in milliseconds: short, so that the
+    /// renewal figures count renewals within seconds.
+    #[arg(long, value_name = "MS", default_value_t = BENCH_LEASE_MS)]
+    pub(crate) lease_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchRawServerArgs {
+    /// The transport to serve on.
+    #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
+    pub(crate) transport: TransportKind,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +130,9 @@ pub(crate) struct BenchClientArgs {
     /// The raw echo server's endpoint.
     #[arg(long, value_name = "ENDPOINT")]
     pub(crate) raw: Endpoint,
+    /// The endpoint of the bench server for the lifetime figures (short lease, fresh).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub(crate) lifetimes: Endpoint,
     /// Fewer calls and shorter runs.
     #[arg(long)]
     pub(crate) quick: bool,
@@ -188,5 +202,20 @@ mod tests {
             (a.pin, a.transport, a.quick, a.json),
             (Pin::All, TransportKind::Tcp, true, true)
         );
+    }
+
+    #[test]
+    fn the_bench_server_grants_a_short_lease_unless_told() {
+        let Command::BenchServer(a) = parse(&["bench-server"]).unwrap().command else {
+            panic!("not the bench-server role");
+        };
+        assert_eq!(a.lease_ms, BENCH_LEASE_MS);
+        let Command::BenchServer(a) = parse(&["bench-server", "--lease-ms", "250"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the bench-server role");
+        };
+        assert_eq!(a.lease_ms, 250);
     }
 }

@@ -3,30 +3,20 @@
 //! runtimes, and its connections; as tables, or JSON.
 
 use std::io::Write;
-use std::time::Duration;
 
-use anyhow::Context;
 use oxrmi::introspect::Report;
-use oxrmi::{Endpoint, Runtime};
 
 use crate::cli::IpcsArgs;
+use crate::one_request;
 use crate::table::Table;
-
-/// How long reaching the runtime may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the report may take once connected.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fetches the report and prints it.
 pub(crate) fn run(args: IpcsArgs) -> anyhow::Result<()> {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    let report = tokio
-        .block_on(fetch(&args.endpoint))
-        .with_context(|| format!("cannot introspect the runtime at {}", args.endpoint))?;
+    let endpoint = args.endpoint.clone();
+    let report = one_request::run(
+        &format!("cannot introspect the runtime at {endpoint}"),
+        |rt| async move { rt.introspect_at(&endpoint).report().await },
+    )?;
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&report)?;
         json.push('\n');
@@ -38,17 +28,6 @@ pub(crate) fn run(args: IpcsArgs) -> anyhow::Result<()> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
-}
-
-async fn fetch(endpoint: &Endpoint) -> anyhow::Result<Report> {
-    let rt = Runtime::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .call_timeout(CALL_TIMEOUT)
-        .start()
-        .await?;
-    let report = rt.introspect_at(endpoint).report().await;
-    rt.shutdown();
-    Ok(report?)
 }
 
 fn seconds(ms: u64) -> String {

@@ -1,32 +1,20 @@
 //! `oxrmi list`: the names bound in a registry and their interfaces, as a table or JSON.
 
 use std::io::Write;
-use std::time::Duration;
 
-use anyhow::Context;
 use oxrmi::registry::Binding;
-use oxrmi::{Endpoint, Runtime};
 
 use crate::cli::ListArgs;
+use crate::one_request;
 use crate::table::Table;
-
-/// How long reaching the registry may take: a registry on a live host answers at once; a
-/// firewall that drops packets should not keep an interactive command waiting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the listing itself may take once connected.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fetches the bindings and prints them.
 pub(crate) fn run(args: ListArgs) -> anyhow::Result<()> {
-    // One request: a single thread does.
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    let bindings = tokio
-        .block_on(fetch(&args.registry))
-        .with_context(|| format!("cannot list the registry at {}", args.registry))?;
+    let registry = args.registry.clone();
+    let bindings = one_request::run(
+        &format!("cannot list the registry at {registry}"),
+        |rt| async move { rt.registry_at(&registry).list().await },
+    )?;
     let text = if args.json {
         let mut json = serde_json::to_string(&bindings)?;
         json.push('\n');
@@ -41,17 +29,6 @@ pub(crate) fn run(args: ListArgs) -> anyhow::Result<()> {
         eprintln!("(no names are bound in {})", args.registry);
     }
     Ok(())
-}
-
-async fn fetch(registry: &Endpoint) -> anyhow::Result<Vec<Binding>> {
-    let rt = Runtime::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .call_timeout(CALL_TIMEOUT)
-        .start()
-        .await?;
-    let listed = rt.registry_at(registry).list().await;
-    rt.shutdown();
-    Ok(listed?)
 }
 
 /// The bindings as an aligned NAME / INTERFACE table.

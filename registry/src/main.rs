@@ -11,6 +11,7 @@
 //! - `serve_registry`: the `registry` command; `shutdown_signal`: Ctrl-C and SIGTERM.
 //! - `list_bindings`: the `list` command; `ipcs`: the `ipcs` command.
 //! - `bench`: the `bench` command and the hidden child roles it spawns.
+//! - `one_request`: one request to a remote runtime with short timeouts (`list`, `ipcs`).
 //! - `table`: aligned text tables; `logging`: tracing to stderr; `tokio_runtime`: an executor
 //!   sized to the CPUs this process may use.
 //!
@@ -22,6 +23,7 @@ mod cli;
 mod ipcs;
 mod list_bindings;
 mod logging;
+mod one_request;
 mod serve_registry;
 mod shutdown_signal;
 mod table;

@@ -1,5 +1,6 @@
 //! The `bench-client` role: times calls against the bench server and their raw twins against
-//! the raw echo server, and prints one JSON [`Measurement`] a line on stdout.
+//! the raw echo server, then measures the lifetime figures against the second bench server,
+//! and prints one JSON [`Measurement`] a line on stdout.
 //!
 //! Each raw twin runs right before its figure, so a drift of the machine (frequency, a noisy
 //! neighbour) touches both alike.
@@ -11,10 +12,14 @@ use anyhow::Context;
 use oxrmi::{Remote, Runtime};
 
 use super::interface::{BENCH_NAME, Bench};
+use super::lifetimes::{self, Holder};
 use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
-use super::plan::{IN_FLIGHT, LARGE_ECHO, Plan, RAW_PING, SMALL_ECHO};
+use super::plan::{
+    HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING, SMALL_ECHO,
+};
 use super::raw_calls;
+use super::report;
 use super::stats::Summary;
 use crate::cli::BenchClientArgs;
 use crate::tokio_runtime;
@@ -97,8 +102,98 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         samples: looked_up,
     })?;
 
+    lifetime_figures(&tokio, &rt, &args.lifetimes, &plan, &mut out)?;
     rt.shutdown();
     Ok(())
+}
+
+/// The figures of distributed lifetimes (no raw twin), against the server at `server`, which
+/// nothing else uses: a reference received and dropped, renewals against handles held, the
+/// server's memory per object and per holder. Each is measured through runtimes of its own in
+/// this process; `rt` only reads the server's introspection, which holds no lease.
+fn lifetime_figures(
+    tokio: &tokio::runtime::Runtime,
+    rt: &Runtime,
+    server: &oxrmi::Endpoint,
+    plan: &Plan,
+    out: &mut Emitter,
+) -> anyhow::Result<()> {
+    let (memory, cost, few, many) = on_workers(tokio, {
+        let (introspect, server, plan) = (rt.introspect_at(server), server.clone(), *plan);
+        async move {
+            // First, while the server has freed next to nothing: what the objects take would
+            // otherwise come out of freed memory, unseen (see `lifetimes::memory`).
+            let memory = lifetimes::memory(&server, &introspect, MEMORY_OBJECTS).await?;
+            lifetimes::wait_no_holders(&introspect).await?;
+            let holder = Holder::start(&server).await?;
+            let cost = lifetimes::reference_cost(&holder, &introspect, plan.references).await?;
+            let few = lifetimes::renewals(&holder, &introspect, HELD_FEW, plan.holding).await?;
+            let many = lifetimes::renewals(&holder, &introspect, HELD_MANY, plan.holding).await?;
+            holder.close(&introspect).await?;
+            Ok((memory, cost, few, many))
+        }
+    })?;
+    out.latency(
+        "reference_receive_drop",
+        "reference received + dropped",
+        cost.latency,
+        None,
+    )?;
+    out.emit(&Measurement {
+        metric: "reference_releases_per_reference".into(),
+        label: "one-way releases per reference (batched)".into(),
+        unit: Unit::MessagesPerReference,
+        ours: cost.releases_per_reference,
+        raw: None,
+        samples: cost.references,
+    })?;
+    let lease = format!("lease {} s", many.lease_ms as f64 / 1_000.0);
+    for (held, r) in [(HELD_FEW, &few), (HELD_MANY, &many)] {
+        out.emit(&Measurement {
+            metric: format!("lease_renewals_per_minute_{held}_handles"),
+            label: format!("renewals/min, {} handles, {lease}", count(held)),
+            unit: Unit::PerMinute,
+            ours: r.per_minute,
+            raw: None,
+            samples: r.count,
+        })?;
+    }
+    out.emit(&Measurement {
+        metric: format!("lease_renewals_ratio_{HELD_MANY}_vs_{HELD_FEW}_handles"),
+        label: format!(
+            "renewals, {} vs {} handles",
+            count(HELD_MANY),
+            count(HELD_FEW)
+        ),
+        unit: Unit::Ratio,
+        // Not zero: a window without renewals is an error.
+        ours: many.per_minute / few.per_minute,
+        raw: None,
+        samples: few.count + many.count,
+    })?;
+
+    out.emit(&Measurement {
+        metric: "owner_bytes_per_exported_object".into(),
+        label: format!("owner bytes/object, {} exported", count(MEMORY_OBJECTS)),
+        unit: Unit::Bytes,
+        ours: memory.per_object,
+        raw: None,
+        samples: MEMORY_OBJECTS as u64,
+    })?;
+    out.emit(&Measurement {
+        metric: "owner_bytes_per_remote_holder".into(),
+        label: format!("owner bytes/holder, {} objects", count(MEMORY_OBJECTS)),
+        unit: Unit::Bytes,
+        ours: memory.per_holder,
+        raw: None,
+        samples: MEMORY_OBJECTS as u64,
+    })?;
+    Ok(())
+}
+
+/// `10,000`.
+fn count(n: usize) -> String {
+    report::thousands(n as f64)
 }
 
 /// Runs `work` as a task, not on the thread blocked in `block_on`: on a multi-thread runtime

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use super::child_process::{ServerProcess, run_client};
 use super::measurement::Measurement;
 use super::placement::{Pin, Pinning, Placement};
-use super::plan::Plan;
+use super::plan::{BENCH_LEASE_MS, MEMORY_OBJECTS, Plan};
 use super::report;
 use crate::cli::BenchArgs;
 use crate::tokio_runtime;
@@ -62,18 +63,37 @@ fn measure(
         c.args([role, "--transport", transport]);
         c
     };
+    let bench_server = |lease: Duration| {
+        let mut c = server_command("bench-server");
+        c.arg("--lease-ms").arg(lease.as_millis().to_string());
+        c
+    };
+    // The runtime's default lease for the call figures: the client's raw twins block its only
+    // thread for seconds in a pinned placement, time in which it cannot renew; a short lease
+    // would lapse and the server would drop the bench object.
     let (server, server_endpoint) =
-        ServerProcess::start("bench server", server_command("bench-server"))?;
+        ServerProcess::start("bench server", bench_server(oxrmi::DEFAULT_LEASE))?;
     let (raw_server, raw_endpoint) =
         ServerProcess::start("raw echo server", server_command("bench-raw-server"))?;
+    // A fresh server for the lifetime figures: nothing else holds its objects (so the renewals
+    // it counts are the measured holder's) nor has freed memory in it (so its resident set
+    // grows with what it hands out), and its lease is short.
+    let (lifetimes_server, lifetimes_endpoint) = ServerProcess::start(
+        "lifetimes bench server",
+        bench_server(Duration::from_millis(BENCH_LEASE_MS)),
+    )?;
     let mut client = pinning.command(exe, placement.client_cpu);
     client.args(["bench-client", "--transport", transport]);
     client.arg("--server").arg(server_endpoint.to_string());
     client.arg("--raw").arg(raw_endpoint.to_string());
+    client
+        .arg("--lifetimes")
+        .arg(lifetimes_endpoint.to_string());
     if args.quick {
         client.arg("--quick");
     }
     let measured = run_client(client)?;
+    drop(lifetimes_server);
     drop(raw_server);
     drop(server);
     Ok(measured)
@@ -113,6 +133,18 @@ fn header(
     h += "raw baseline: same transport, same run, blocking sockets against a byte echo: null call \
           = 8-byte ping-pong, echo = ping-pong of the same size, in flight = 8-byte messages \
           kept 64 deep; ratio = ours / raw\n";
+    let objects = report::thousands(MEMORY_OBJECTS as f64);
+    h += &format!(
+        "lifetimes, no raw twin (against a bench server of their own, lease {BENCH_LEASE_MS} \
+         ms; the other figures' server has the default lease):\n  \
+         reference received + dropped = 1 call returning a new object by reference + 1 one-way \
+         release (releases are batched per owner; the next figure counts them)\n  \
+         renewals/min: sent by one client runtime holding the handles, counted by the server \
+         over whole renewal periods\n  \
+         owner bytes: growth of the server's resident set (statm) while it hands out \
+         {objects} references, / {objects}, measured first on it: per new one-byte object exported \
+         to one holder; per second holder of the same objects\n"
+    );
     h += &format!("measured: {}\n\n", plan.describe());
     h
 }

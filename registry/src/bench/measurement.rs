@@ -14,6 +14,18 @@ pub(crate) enum Unit {
     /// Completed registry lookups per second.
     #[serde(rename = "lookups/s")]
     LookupsPerSecond,
+    /// Messages per reference received and dropped.
+    #[serde(rename = "msgs/ref")]
+    MessagesPerReference,
+    /// Messages received per minute.
+    #[serde(rename = "/min")]
+    PerMinute,
+    /// One figure divided by another of the same unit.
+    #[serde(rename = "ratio")]
+    Ratio,
+    /// Bytes of memory.
+    #[serde(rename = "bytes")]
+    Bytes,
 }
 
 /// One figure as measured, before the parent adds its placement.
@@ -28,6 +40,6 @@ pub(crate) struct Measurement {
     pub(crate) ours: f64,
     /// The raw twin's value, where the figure has one.
     pub(crate) raw: Option<f64>,
-    /// Calls timed (or completed, for rates) to get `ours`.
+    /// Calls timed (or completed, for rates; messages counted; objects measured) to get `ours`.
     pub(crate) samples: u64,
 }

@@ -44,6 +44,17 @@ pub(crate) async fn null(bench: Remote<dyn Bench>, count: Count) -> anyhow::Resu
     Ok(time_calls!(count, bench.null().await?))
 }
 
+/// Sequential references received and dropped: `make` returns a new object by reference and
+/// the handle is dropped at once, which queues a one-way release. A task of the client's
+/// runtime sends it, so it goes out while the next call is under way: the time between two
+/// calls includes it.
+pub(crate) async fn make_and_drop(
+    bench: Remote<dyn Bench>,
+    count: Count,
+) -> anyhow::Result<Samples> {
+    Ok(time_calls!(count, drop(bench.make().await?)))
+}
+
 /// Sequential echoes of `size` bytes. The payload is cloned for every call: the interface takes
 /// it by value, as a caller's would.
 pub(crate) async fn echo(

@@ -1,4 +1,6 @@
-//! How much each figure measures: warm-up and timed calls, durations. `--quick` divides by ten.
+//! How much each figure measures: warm-up and timed calls, durations. `--quick` divides the
+//! counts by ten and halves the renewal windows; the numbers of objects held stay the same
+//! (they are what the lifetime figures are about).
 
 use std::time::Duration;
 
@@ -10,6 +12,19 @@ pub(crate) const LARGE_ECHO: usize = 64 * 1024;
 pub(crate) const RAW_PING: usize = 8;
 /// Calls in flight over one connection in the throughput figure.
 pub(crate) const IN_FLIGHT: usize = 64;
+/// The lease the bench server of the lifetime figures grants (`bench-server --lease-ms`'s
+/// default), in milliseconds: short, so a window of seconds sees several renewals.
+pub(crate) const BENCH_LEASE_MS: u64 = 1_000;
+/// Handles a client holds in the first renewal window.
+pub(crate) const HELD_FEW: usize = 10;
+/// Handles a client holds in the second renewal window.
+pub(crate) const HELD_MANY: usize = 10_000;
+/// Objects exported for the memory figures.
+pub(crate) const MEMORY_OBJECTS: usize = 10_000;
+/// References asked for in one call when a client wants many (`make_many`, `pool`): replies
+/// of tens of kilobytes, so their buffers are reused from one call to the next instead of
+/// growing the server's resident memory by the size of one huge reply.
+pub(crate) const REF_BATCH: usize = 500;
 
 /// Untimed calls first (connections, caches, allocator and branch predictors warm up), then
 /// calls timed one by one.
@@ -37,6 +52,11 @@ pub(crate) struct Plan {
     pub(crate) in_flight: Window,
     /// Registry lookups.
     pub(crate) lookups: Count,
+    /// References received and dropped, one at a time.
+    pub(crate) references: Count,
+    /// Each renewal window: handles held for at least `warmup` first, then renewals counted
+    /// over about `measured` (a whole number of renewal periods).
+    pub(crate) holding: Window,
 }
 
 impl Plan {
@@ -59,6 +79,14 @@ impl Plan {
                 warmup: 1_000,
                 timed: 20_000,
             },
+            references: Count {
+                warmup: 2_000,
+                timed: 20_000,
+            },
+            holding: Window {
+                warmup: Duration::from_millis(500),
+                measured: Duration::from_secs(3),
+            },
         };
         if !quick {
             return full;
@@ -75,6 +103,11 @@ impl Plan {
                 measured: Duration::from_millis(500),
             },
             lookups: tenth(full.lookups),
+            references: tenth(full.references),
+            holding: Window {
+                warmup: Duration::from_millis(300),
+                measured: Duration::from_millis(1_500),
+            },
         }
     }
 
@@ -82,7 +115,9 @@ impl Plan {
     pub(crate) fn describe(&self) -> String {
         format!(
             "null and 1 KiB: {} warm-up + {} timed calls; 64 KiB: {} + {}; \
-             {IN_FLIGHT} in flight: {:.1} s after {:.1} s; lookups: {} + {}",
+             {IN_FLIGHT} in flight: {:.1} s after {:.1} s; lookups: {} + {}; references: {} + {}; \
+             renewals: {:.1} s with {HELD_FEW}, then with {HELD_MANY} handles held (after {:.1} s); \
+             memory: {MEMORY_OBJECTS} objects",
             self.small.warmup,
             self.small.timed,
             self.large.warmup,
@@ -91,6 +126,10 @@ impl Plan {
             self.in_flight.warmup.as_secs_f64(),
             self.lookups.warmup,
             self.lookups.timed,
+            self.references.warmup,
+            self.references.timed,
+            self.holding.measured.as_secs_f64(),
+            self.holding.warmup.as_secs_f64(),
         )
     }
 }

@@ -7,14 +7,14 @@ use anyhow::Context;
 
 use super::parent_watch;
 use super::transport::RawStream;
-use crate::cli::BenchServerArgs;
+use crate::cli::BenchRawServerArgs;
 use crate::serve_registry::announce;
 
 /// Read buffer of an echo: the largest message measured arrives in one read when it can.
 const ECHO_BUFFER: usize = 64 * 1024;
 
 /// Serves until stdin closes.
-pub(crate) fn run(args: BenchServerArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchRawServerArgs) -> anyhow::Result<()> {
     let listener = args
         .transport
         .raw_bind()

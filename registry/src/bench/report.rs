@@ -102,18 +102,22 @@ pub(crate) fn table(figures: &[Figure]) -> String {
     t.render()
 }
 
-/// A value with its unit: `12.3 µs`, `215,000/s`.
+/// A value with its unit: `12.3 µs`, `215,000/s`, `200/min`, `1.02×`, `1,234 B`.
 fn value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::Micros if v < 10.0 => format!("{v:.2} µs"),
         Unit::Micros if v < 1_000.0 => format!("{v:.1} µs"),
         Unit::Micros => format!("{} µs", thousands(v)),
         Unit::CallsPerSecond | Unit::LookupsPerSecond => format!("{}/s", thousands(v)),
+        Unit::MessagesPerReference => format!("{v:.2}"),
+        Unit::PerMinute => format!("{}/min", thousands(v)),
+        Unit::Ratio => format!("{v:.2}×"),
+        Unit::Bytes => format!("{} B", thousands(v)),
     }
 }
 
 /// `v` rounded to an integer, its digits grouped by three: `1,234,567`.
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let digits = format!("{:.0}", v.abs());
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {
@@ -139,6 +143,10 @@ mod tests {
         assert_eq!(value(1234.4, Unit::Micros), "1,234 µs");
         assert_eq!(value(219_000.4, Unit::CallsPerSecond), "219,000/s");
         assert_eq!(value(999.6, Unit::LookupsPerSecond), "1,000/s");
+        assert_eq!(value(1.004, Unit::MessagesPerReference), "1.00");
+        assert_eq!(value(199.7, Unit::PerMinute), "200/min");
+        assert_eq!(value(1.049, Unit::Ratio), "1.05×");
+        assert_eq!(value(1234.4, Unit::Bytes), "1,234 B");
         assert_eq!(thousands(0.2), "0");
         assert_eq!(thousands(-1234.0), "-1,234");
     }

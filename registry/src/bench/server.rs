@@ -1,5 +1,12 @@
 //! The `bench-server` role: a runtime serving the bench object, bound in its own registry,
 //! until the parent closes stdin. Prints `listening on <endpoint>` first.
+//!
+//! Its lease is `--lease-ms`, [`BENCH_LEASE_MS`](super::BENCH_LEASE_MS) by default: short, so
+//! the renewal figures see renewals within seconds. The driver gives the server of the call
+//! figures the runtime's default lease instead: there the client's only thread is busy with a
+//! raw twin for seconds at a time, unable to renew, and a short lease would lapse.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use oxrmi::{Remote, Runtime};
@@ -26,11 +33,15 @@ async fn serve(args: BenchServerArgs) -> anyhow::Result<()> {
     let rt = Runtime::builder()
         .listen(args.transport.oxrmi_listen())
         .registry()
+        .lease(Duration::from_millis(args.lease_ms))
         .start()
         .await
         .context("cannot start the bench server's runtime")?;
-    rt.bind(BENCH_NAME, Remote::<dyn Bench>::new(BenchService))
-        .await?;
+    rt.bind(
+        BENCH_NAME,
+        Remote::<dyn Bench>::new(BenchService::default()),
+    )
+    .await?;
     announce(&rt.endpoints())?;
     // A dropped sender (the watch thread died) ends serving as well.
     let _ = closed.await;
