@@ -7,9 +7,9 @@
 //!
 //! **Holder side** ([`Holdings`]): one stub per (owner, object) per process counts the references
 //! it *received*; when its last handle drops, it releases that many ([`LeaseService::release`]).
-//! Holders renew one lease per owner runtime every third of the lease duration, however many
-//! handles they hold ([`LeaseService::renew`]); a holder that stops renewing (crashed, cut off)
-//! loses everything when its lease expires.
+//! Holders renew one lease per owner runtime every quarter of that owner's lease (at the first
+//! housekeeping round after it), however many handles they hold ([`LeaseService::renew`]); a
+//! holder that stops renewing (crashed, cut off) loses everything when its lease expires.
 //!
 //! Why nothing is freed early (the argument, also in ARCHITECTURE.md): the owner's count for a
 //! holder is "sent", the holder's release is "received", so a reference still in flight is in the
@@ -417,6 +417,7 @@ pub(crate) async fn housekeeping(rt: Weak<RuntimeInner>, period: Duration) {
             tracing::info!(%holder, "lease expired; its references are released");
         }
         drop(gone);
+        rt.objects.sweep();
         rt.holdings.drop_expired_transit();
     }
 }

@@ -1,22 +1,35 @@
 //! The object table: every object a runtime has exported, by id.
 //!
-//! **Invariant:** one object (by identity) has one id while it is exported, so references to it
-//! compare equal everywhere. An ordinary object stays exported while some remote runtime holds
-//! a lease on it (`holders > 0`, maintained by [`LeaseTable`](crate::lease::LeaseTable)); a
-//! well-known object (registry, lease service) is pinned for the life of the runtime.
+//! **Invariants:** one object (by identity) has one id while it is exported, so references to
+//! it compare equal everywhere. The table holds an object *strongly* while some remote runtime
+//! holds a lease on it (`holders > 0`, maintained by [`LeaseTable`](crate::lease::LeaseTable))
+//! and *weakly* otherwise: it stays reachable by id as long as handles to it remain in this
+//! process (a holder whose lease lapsed can still call it, as in Java RMI), but the table never
+//! keeps an object alive by itself. Well-known objects (registry, lease service, introspection)
+//! are pinned for the life of the runtime.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::id::{IdMap, ObjId};
-use crate::remote::Exported;
+use crate::remote::{Exported, WeakExported};
 
 struct Entry {
-    obj: Arc<dyn Exported>,
+    /// The object's address, its key in `by_identity`.
+    identity: usize,
+    /// Present while remote runtimes hold leases on the object (or it is pinned).
+    strong: Option<Arc<dyn Exported>>,
+    weak: Box<dyn WeakExported>,
     /// Remote runtimes counting this object in their lease.
     holders: u32,
-    /// Never removed by lease accounting.
+    /// Never released by lease accounting.
     pinned: bool,
+}
+
+impl Entry {
+    fn object(&self) -> Option<Arc<dyn Exported>> {
+        self.strong.clone().or_else(|| self.weak.upgrade())
+    }
 }
 
 #[derive(Default)]
@@ -25,11 +38,30 @@ struct Objects {
     by_identity: IdMap<usize, ObjId>,
 }
 
+impl Objects {
+    /// The object with this id, forgetting the entry if the object is gone.
+    fn live(&mut self, id: ObjId) -> Option<Arc<dyn Exported>> {
+        let obj = self.by_id.get(&id)?.object();
+        if obj.is_none() {
+            self.forget(id);
+        }
+        obj
+    }
+
+    fn forget(&mut self, id: ObjId) {
+        if let Some(e) = self.by_id.remove(&id)
+            && self.by_identity.get(&e.identity) == Some(&id)
+        {
+            self.by_identity.remove(&e.identity);
+        }
+    }
+}
+
 /// One exported object as introspection shows it.
 pub(crate) struct ObjectView {
     pub(crate) id: ObjId,
     pub(crate) interface: String,
-    /// Handles in this process besides the table's own.
+    /// Handles in this process besides the export table's.
     pub(crate) local_handles: usize,
     pub(crate) pinned: bool,
 }
@@ -59,15 +91,20 @@ impl ObjectTable {
     pub(crate) fn export(&self, obj: Arc<dyn Exported>) -> ObjId {
         let mut t = self.lock();
         let key = obj.identity();
-        if let Some(id) = t.by_identity.get(&key) {
-            return *id;
+        // An address whose object is gone may belong to a new object now: that one gets a new id.
+        if let Some(id) = t.by_identity.get(&key).copied()
+            && t.live(id).is_some()
+        {
+            return id;
         }
         let id = ObjId(self.next.fetch_add(1, Ordering::Relaxed));
         t.by_identity.insert(key, id);
         t.by_id.insert(
             id,
             Entry {
-                obj,
+                identity: key,
+                weak: obj.downgrade(),
+                strong: None,
                 holders: 0,
                 pinned: false,
             },
@@ -78,26 +115,33 @@ impl ObjectTable {
     /// Exports `obj` under a well-known id, for the life of the runtime.
     pub(crate) fn export_as(&self, id: ObjId, obj: Arc<dyn Exported>) {
         let mut t = self.lock();
-        t.by_identity.insert(obj.identity(), id);
+        let identity = obj.identity();
+        t.by_identity.insert(identity, id);
         t.by_id.insert(
             id,
             Entry {
-                obj,
+                identity,
+                weak: obj.downgrade(),
+                strong: Some(obj),
                 holders: 0,
                 pinned: true,
             },
         );
     }
 
-    /// One more remote runtime holds `id`.
+    /// One more remote runtime holds `id`: the table holds the object strongly.
     pub(crate) fn add_holder(&self, id: ObjId) {
         if let Some(e) = self.lock().by_id.get_mut(&id) {
             e.holders += 1;
+            if e.strong.is_none() {
+                e.strong = e.weak.upgrade();
+            }
         }
     }
 
-    /// One remote runtime less holds `id`; returns the object if that was the last and the table
-    /// let go of it (the caller drops it outside the lock: its `Drop` may run then).
+    /// One remote runtime less holds `id`; at the last, the table lets go of its strong hold and
+    /// returns it (the caller drops it outside the lock: the object's `Drop` may run then, if no
+    /// handle to it remains in this process).
     pub(crate) fn remove_holder(&self, id: ObjId) -> Option<Arc<dyn Exported>> {
         let mut t = self.lock();
         let e = t.by_id.get_mut(&id)?;
@@ -105,9 +149,7 @@ impl ObjectTable {
         if e.holders > 0 || e.pinned {
             return None;
         }
-        let e = t.by_id.remove(&id)?;
-        t.by_identity.remove(&e.obj.identity());
-        Some(e.obj)
+        e.strong.take()
     }
 
     /// Stops serving the object with this identity; true if it was exported.
@@ -123,27 +165,49 @@ impl ObjectTable {
     }
 
     pub(crate) fn get(&self, id: ObjId) -> Option<Arc<dyn Exported>> {
-        self.lock().by_id.get(&id).map(|e| e.obj.clone())
+        self.lock().live(id)
+    }
+
+    /// Forgets the entries of objects that are gone.
+    pub(crate) fn sweep(&self) {
+        let mut t = self.lock();
+        let dead: Vec<ObjId> = t
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.strong.is_none() && e.weak.upgrade().is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            t.forget(id);
+        }
     }
 
     /// How many objects are exported.
     pub(crate) fn len(&self) -> usize {
-        self.lock().by_id.len()
+        self.view().len()
     }
 
-    /// Every exported object.
+    /// Every exported object that is alive.
     pub(crate) fn view(&self) -> Vec<ObjectView> {
-        let t = self.lock();
-        let mut v: Vec<ObjectView> = t
-            .by_id
+        let objects: Vec<(ObjId, Arc<dyn Exported>, bool, bool)> = {
+            let t = self.lock();
+            t.by_id
+                .iter()
+                .filter_map(|(id, e)| Some((*id, e.object()?, e.pinned, e.strong.is_some())))
+                .collect()
+        };
+        let mut v: Vec<ObjectView> = objects
             .iter()
-            .map(|(id, e)| ObjectView {
+            .map(|(id, obj, pinned, held)| ObjectView {
                 id: *id,
-                interface: e.obj.schema().name.to_string(),
-                local_handles: e.obj.handles().saturating_sub(1),
-                pinned: e.pinned,
+                interface: obj.schema().name.to_string(),
+                // Not counted: the wrapper `obj` holds, and the table's own when it holds one.
+                local_handles: obj.handles().saturating_sub(1 + usize::from(*held)),
+                pinned: *pinned,
             })
             .collect();
+        // Dropped here, outside the lock: a temporary may be the last handle to an object.
+        drop(objects);
         v.sort_by_key(|o| o.id);
         v
     }

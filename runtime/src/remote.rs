@@ -89,6 +89,25 @@ pub(crate) trait Exported: Send + Sync + 'static {
     /// How many handles to the object exist in this process (this one included).
     fn handles(&self) -> usize;
     fn as_any(&self) -> &dyn Any;
+    /// A weak pointer to the object: it does not keep it alive.
+    fn downgrade(&self) -> Box<dyn WeakExported>;
+}
+
+/// A weak pointer to an exported object, as the object table keeps it when no remote runtime
+/// holds a lease on it: handles in the owner's process keep it alive, the table does not.
+pub(crate) trait WeakExported: Send + Sync {
+    fn upgrade(&self) -> Option<Arc<dyn Exported>>;
+}
+
+struct WeakLocal<T: ?Sized + Interface>(std::sync::Weak<T>);
+
+impl<T: ?Sized + Interface> WeakExported for WeakLocal<T> {
+    fn upgrade(&self) -> Option<Arc<dyn Exported>> {
+        // A new wrapper around the same object: identity is the object's address, unchanged.
+        self.0
+            .upgrade()
+            .map(|obj| Arc::new(Local(obj)) as Arc<dyn Exported>)
+    }
 }
 
 /// A local object behind its interface.
@@ -114,6 +133,9 @@ impl<T: ?Sized + Interface> Exported for Local<T> {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn downgrade(&self) -> Box<dyn WeakExported> {
+        Box::new(WeakLocal(Arc::downgrade(&self.0)))
     }
 }
 

@@ -118,6 +118,17 @@ impl Peer {
         let _ = self.child.kill().await;
     }
 
+    /// Writes a line to the child's standard input.
+    pub(crate) async fn send_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
     /// Closes the child's stdin (it stops serving) and waits for it to exit.
     pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());

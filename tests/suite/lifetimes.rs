@@ -6,7 +6,7 @@ use std::time::Duration;
 use oxrmi::{Remote, RemoteError};
 use oxrmi_tests::{Account, Bank};
 
-use crate::harness::{Peer, behaviour, eventually};
+use crate::harness::{Peer, behaviour, eventually, signal};
 
 /// Short leases make expiry testable; renewals (a quarter of it) keep live holders safe.
 const SHORT_LEASE: Duration = Duration::from_millis(400);
@@ -154,3 +154,33 @@ behaviour!(renewals_are_one_per_peer_not_per_handle, |t| async move {
     drop(accounts);
     assert!(eventually(Duration::from_secs(3), || async { live(&bank).await == 0 }).await);
 });
+
+behaviour!(
+    a_holder_whose_lease_lapsed_still_reaches_an_object_its_owner_keeps,
+    |t| async move {
+        // The counter is bound in the server's own registry: handles in its process keep it alive,
+        // so a holder that stalls past its lease (frozen here with SIGSTOP) can still call it.
+        let server = Peer::serve_with_lease(t, SHORT_LEASE).await;
+        let mut holder = Peer::start(&["hold-then-call", &server.url("counter")]).await;
+        assert_eq!(holder.first_line, "holding");
+        let introspect = oxrmi::introspect::locate(&server.endpoint().parse().unwrap());
+        signal(holder.pid(), "STOP");
+        let lapsed = eventually(SHORT_LEASE * 10, || async {
+            let report = introspect.report().await.unwrap();
+            report
+                .objects
+                .iter()
+                .filter(|o| o.interface == "oxrmi.test.Counter")
+                .all(|o| o.holders.is_empty())
+        })
+        .await;
+        signal(holder.pid(), "CONT");
+        assert!(lapsed, "the stopped holder's lease did not lapse");
+        holder.send_line("call").await;
+        let status = holder.stop().await;
+        assert!(
+            status.success(),
+            "the call after the lapse failed: {status:?}"
+        );
+    }
+);

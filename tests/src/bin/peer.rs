@@ -8,6 +8,8 @@
 //!   test can kill this process mid-call.
 //! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
 //!   registry at URL, prints `bound`, and serves until its standard input closes.
+//! - `oxrmi-test-peer hold-then-call URL`: holds the counter at URL, prints `holding`, and calls
+//!   it again after a line arrives on its standard input (exit status 0 if that call worked).
 //! - `oxrmi-test-peer keep URL advertise|hidden`: hands a listener of its own to the hub at
 //!   URL, prints `kept`, and serves until its standard input closes; with `advertise` it
 //!   listens on a port, with `hidden` on none.
@@ -75,6 +77,17 @@ async fn main() -> anyhow::Result<()> {
             println!("holding");
             wait_for_stdin_eof().await;
             drop(account);
+        }
+        ["hold-then-call", url] => {
+            // Holds the counter at URL, waits for a line on stdin, then calls it: exit status 0
+            // if the call worked.
+            let counter: Remote<dyn Counter> = oxrmi::lookup(url).await?;
+            counter.get().await?;
+            println!("holding");
+            let mut line = String::new();
+            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            tokio::io::AsyncBufReadExt::read_line(&mut stdin, &mut line).await?;
+            counter.get().await.context("the call after the pause")?;
         }
         ["keep", url, advertise] => {
             // Hands a listener of this process to the hub at URL, then serves until stdin closes.
