@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
+use crate::id::{IdMap, ObjId};
 use crate::runtime::RuntimeInner;
 use crate::{Remote, RemoteError, remote};
 
@@ -112,7 +113,18 @@ impl Introspect for IntrospectEndpoint {
 
 /// The report of `rt`.
 pub(crate) fn report(rt: &RuntimeInner) -> Report {
-    let holders = rt.leases.view();
+    // Who holds each object, gathered once: a report on a runtime holding many objects for many
+    // peers stays linear.
+    let mut holders: IdMap<ObjId, Vec<HolderReport>> = IdMap::default();
+    for h in rt.leases.view() {
+        for (object, references) in h.objects {
+            holders.entry(object).or_default().push(HolderReport {
+                runtime: h.runtime.to_string(),
+                references,
+                expires_in_ms: h.expires_in_ms,
+            });
+        }
+    }
     let objects = rt
         .objects
         .view()
@@ -122,17 +134,7 @@ pub(crate) fn report(rt: &RuntimeInner) -> Report {
             interface: o.interface,
             local_handles: o.local_handles as u64,
             pinned: o.pinned,
-            holders: holders
-                .iter()
-                .filter_map(|h| {
-                    let (_, n) = h.objects.iter().find(|(id, _)| *id == o.id)?;
-                    Some(HolderReport {
-                        runtime: h.runtime.to_string(),
-                        references: *n,
-                        expires_in_ms: h.expires_in_ms,
-                    })
-                })
-                .collect(),
+            holders: holders.remove(&o.id).unwrap_or_default(),
         })
         .collect();
     let holdings = rt
