@@ -47,7 +47,15 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         call,
         max_frame: conn.max_frame(),
     };
-    let Some(fut) = obj.dispatch(&header.method, args, &ctx) else {
+    let Some(dispatched) = obj.dispatch(&header.method, args, &ctx) else {
+        // Gone since it was looked up.
+        let e = RemoteError::NoSuchObject {
+            object: header.object.to_string(),
+        };
+        finish_early(rt, conn, &span, oneway, call, e);
+        return;
+    };
+    let Some(fut) = dispatched else {
         let e = RemoteError::NoSuchMethod {
             interface: schema.name.to_string(),
             method: header.method,

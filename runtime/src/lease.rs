@@ -17,10 +17,10 @@
 //! arrive in. A release carries the epoch of the lease it was counted under, so a release from
 //! before an expiry cannot touch counts made after it. A reference forwarded by a third party is
 //! not counted by the owner: the receiver acquires its own lease from the owner at once
-//! ([`LeaseService::acquire`]), and the forwarder keeps its own handle alive for one lease
-//! duration after sending, which covers the acquisition.
+//! ([`LeaseService::acquire`]) and then tells the forwarder ([`LeaseService::transit_done`]),
+//! which keeps its own handle (and so its own lease) alive until then. If the receiver dies
+//! before telling, the forwarder lets go after [`TRANSIT_HOLD_LEASES`] of the owner's leases.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -39,6 +39,11 @@ use crate::{Caller, RemoteError, remote};
 /// stalled peer is not dropped for a hiccup; short enough that a crashed client's objects go
 /// within a minute.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// How many of the owner's leases a forwarder keeps a forwarded handle at most, waiting for the
+/// receiver's `transit_done`: only a receiver that died mid-way makes the wait run out, and a
+/// longer one would only keep the object longer.
+pub(crate) const TRANSIT_HOLD_LEASES: u32 = 10;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -68,6 +73,10 @@ pub(crate) trait LeaseService: Send + Sync {
     /// The caller still holds what it holds.
     #[oneway]
     async fn renew(&self) -> Result<(), RemoteError>;
+    /// The caller received references this runtime forwarded (their transit tokens) and has
+    /// its own lease on them now: this runtime may let go of the handles it kept for them.
+    #[oneway]
+    async fn transit_done(&self, tokens: Vec<u64>) -> Result<(), RemoteError>;
 }
 
 /// A holder's lease at this owner.
@@ -248,6 +257,14 @@ impl LeaseService for LeaseEndpoint {
         rt.leases.renewed(peer);
         Ok(())
     }
+
+    async fn transit_done(&self, tokens: Vec<u64>) -> Result<(), RemoteError> {
+        let (_, rt) = self.caller_and_runtime()?;
+        let ended = rt.holdings.end_transit(&tokens);
+        // Dropped outside the lock: a drop may queue a release.
+        drop(ended);
+        Ok(())
+    }
 }
 
 /// The holder side: this runtime's stubs of other runtimes' objects, the releases waiting to be
@@ -259,8 +276,10 @@ pub(crate) struct Holdings {
         Mutex<std::collections::HashMap<(RuntimeId, ObjId), Weak<crate::stub::StubInner>>>,
     /// Releases per owner, sent by one task per owner.
     pending: Mutex<IdMap<RuntimeId, PendingReleases>>,
-    /// Handles kept alive after being forwarded to a third party, until the deadline.
-    transit: Mutex<VecDeque<(Instant, StubHandle)>>,
+    /// Handles kept alive after being forwarded to a third party, by transit token, until the
+    /// receiver says it has its own lease (or the deadline, if it never does).
+    transit: Mutex<IdMap<u64, (Instant, StubHandle)>>,
+    next_transit: AtomicU64,
     /// When each owner was last sent a renewal.
     renewed: Mutex<IdMap<RuntimeId, Instant>>,
 }
@@ -314,24 +333,38 @@ impl Holdings {
         }
     }
 
-    /// Keeps `handle` alive for one lease duration: it was just forwarded to a third party, which
-    /// acquires its own lease meanwhile.
-    pub(crate) fn hold_in_transit(&self, handle: StubHandle, lease: Duration) {
-        lock(&self.transit).push_back((Instant::now() + lease, handle));
+    /// Keeps `handle` alive while it is in transit to a third party; returns the token the
+    /// receiver gives back in `transit_done`. `owner_lease` bounds the wait.
+    pub(crate) fn hold_in_transit(&self, handle: StubHandle, owner_lease: Duration) -> u64 {
+        // Tokens start at 1: 0 on the wire means "not in transit".
+        let token = self.next_transit.fetch_add(1, Ordering::Relaxed) + 1;
+        let deadline = Instant::now() + owner_lease * TRANSIT_HOLD_LEASES;
+        lock(&self.transit).insert(token, (deadline, handle));
+        token
     }
 
-    /// Lets go of transit holds whose time is up.
+    /// The receiver has its own lease: lets go of these holds. Returns the handles, for the
+    /// caller to drop outside the lock.
+    fn end_transit(&self, tokens: &[u64]) -> Vec<StubHandle> {
+        let mut t = lock(&self.transit);
+        tokens
+            .iter()
+            .filter_map(|k| t.remove(k))
+            .map(|(_, h)| h)
+            .collect()
+    }
+
+    /// Lets go of transit holds whose receiver never answered.
     fn drop_expired_transit(&self) {
         let now = Instant::now();
-        let expired: Vec<StubHandle> = {
+        let expired: Vec<(Instant, StubHandle)> = {
             let mut t = lock(&self.transit);
-            let mut out = Vec::new();
-            while t.front().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, h)) = t.pop_front() {
-                    out.push(h);
-                }
-            }
-            out
+            let tokens: Vec<u64> = t
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            tokens.iter().filter_map(|k| t.remove(k)).collect()
         };
         // Dropped outside the lock: a drop may queue a release.
         drop(expired);

@@ -12,24 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::id::{IdMap, ObjId};
-use crate::remote::{Exported, WeakExported};
+use crate::remote::{Exported, Slot};
 
+/// One exported object. Kept small: the table's memory is this times its spare capacity.
 struct Entry {
     /// The object's address, its key in `by_identity`.
     identity: usize,
-    /// Present while remote runtimes hold leases on the object (or it is pinned).
-    strong: Option<Arc<dyn Exported>>,
-    weak: Box<dyn WeakExported>,
+    /// Holds the object weakly, and strongly while `holders > 0` or `pinned`.
+    slot: Arc<dyn Slot>,
     /// Remote runtimes counting this object in their lease.
     holders: u32,
     /// Never released by lease accounting.
     pinned: bool,
-}
-
-impl Entry {
-    fn object(&self) -> Option<Arc<dyn Exported>> {
-        self.strong.clone().or_else(|| self.weak.upgrade())
-    }
 }
 
 #[derive(Default)]
@@ -39,13 +33,14 @@ struct Objects {
 }
 
 impl Objects {
-    /// The object with this id, forgetting the entry if the object is gone.
-    fn live(&mut self, id: ObjId) -> Option<Arc<dyn Exported>> {
-        let obj = self.by_id.get(&id)?.object();
-        if obj.is_none() {
-            self.forget(id);
+    /// The slot of a live object with this id, forgetting the entry if the object is gone.
+    fn live(&mut self, id: ObjId) -> Option<Arc<dyn Slot>> {
+        let slot = self.by_id.get(&id)?.slot.clone();
+        if slot.alive() {
+            return Some(slot);
         }
-        obj
+        self.forget(id);
+        None
     }
 
     fn forget(&mut self, id: ObjId) {
@@ -103,8 +98,7 @@ impl ObjectTable {
             id,
             Entry {
                 identity: key,
-                weak: obj.downgrade(),
-                strong: None,
+                slot: obj.slot(),
                 holders: 0,
                 pinned: false,
             },
@@ -116,13 +110,14 @@ impl ObjectTable {
     pub(crate) fn export_as(&self, id: ObjId, obj: Arc<dyn Exported>) {
         let mut t = self.lock();
         let identity = obj.identity();
+        let slot = obj.slot();
+        slot.hold();
         t.by_identity.insert(identity, id);
         t.by_id.insert(
             id,
             Entry {
                 identity,
-                weak: obj.downgrade(),
-                strong: Some(obj),
+                slot,
                 holders: 0,
                 pinned: true,
             },
@@ -133,9 +128,7 @@ impl ObjectTable {
     pub(crate) fn add_holder(&self, id: ObjId) {
         if let Some(e) = self.lock().by_id.get_mut(&id) {
             e.holders += 1;
-            if e.strong.is_none() {
-                e.strong = e.weak.upgrade();
-            }
+            e.slot.hold();
         }
     }
 
@@ -149,7 +142,7 @@ impl ObjectTable {
         if e.holders > 0 || e.pinned {
             return None;
         }
-        e.strong.take()
+        e.slot.release()
     }
 
     /// Stops serving the object with this identity; true if it was exported.
@@ -161,10 +154,12 @@ impl ObjectTable {
                 None => None,
             }
         };
+        // The slot's strong hold, if any, is dropped here, outside the lock.
         removed.is_some()
     }
 
-    pub(crate) fn get(&self, id: ObjId) -> Option<Arc<dyn Exported>> {
+    /// The slot of the live object with this id.
+    pub(crate) fn get(&self, id: ObjId) -> Option<Arc<dyn Slot>> {
         self.lock().live(id)
     }
 
@@ -174,7 +169,7 @@ impl ObjectTable {
         let dead: Vec<ObjId> = t
             .by_id
             .iter()
-            .filter(|(_, e)| e.strong.is_none() && e.weak.upgrade().is_none())
+            .filter(|(_, e)| !e.slot.alive())
             .map(|(id, _)| *id)
             .collect();
         for id in dead {
@@ -189,25 +184,19 @@ impl ObjectTable {
 
     /// Every exported object that is alive.
     pub(crate) fn view(&self) -> Vec<ObjectView> {
-        let objects: Vec<(ObjId, Arc<dyn Exported>, bool, bool)> = {
-            let t = self.lock();
-            t.by_id
-                .iter()
-                .filter_map(|(id, e)| Some((*id, e.object()?, e.pinned, e.strong.is_some())))
-                .collect()
-        };
-        let mut v: Vec<ObjectView> = objects
+        let t = self.lock();
+        let mut v: Vec<ObjectView> = t
+            .by_id
             .iter()
-            .map(|(id, obj, pinned, held)| ObjectView {
+            .filter(|(_, e)| e.slot.alive())
+            .map(|(id, e)| ObjectView {
                 id: *id,
-                interface: obj.schema().name.to_string(),
-                // Not counted: the wrapper `obj` holds, and the table's own when it holds one.
-                local_handles: obj.handles().saturating_sub(1 + usize::from(*held)),
-                pinned: *pinned,
+                interface: e.slot.schema().name.to_string(),
+                local_handles: e.slot.handles(),
+                pinned: e.pinned,
             })
             .collect();
-        // Dropped here, outside the lock: a temporary may be the last handle to an object.
-        drop(objects);
+        drop(t);
         v.sort_by_key(|o| o.id);
         v
     }

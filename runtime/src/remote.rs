@@ -64,6 +64,9 @@ pub(crate) struct ObjRef {
     /// counted (forwarded by a third party, or a well-known object): the receiver then acquires
     /// a lease from the owner itself.
     pub(crate) lease: u64,
+    /// Non-zero on a reference forwarded by a third party: the forwarder's transit token, which
+    /// the receiver hands back (`transit_done`) once it has a lease of its own.
+    pub(crate) transit: u64,
 }
 
 impl fmt::Display for ObjRef {
@@ -78,35 +81,89 @@ impl fmt::Display for ObjRef {
 /// An object exported by a runtime, with its interface erased, as the object table keeps it.
 pub(crate) trait Exported: Send + Sync + 'static {
     fn schema(&self) -> &'static InterfaceSchema;
+    /// The address of the object: equal for every handle to it in this process.
+    fn identity(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+    /// The export table's slot for the object: it holds the object weakly, and strongly while
+    /// some runtime holds a lease on it.
+    fn slot(&self) -> Arc<dyn Slot>;
+}
+
+/// An exported object as the object table keeps it: a weak pointer, and a strong one while
+/// remote runtimes hold leases on it. One allocation per exported object.
+pub(crate) trait Slot: Send + Sync {
+    fn schema(&self) -> &'static InterfaceSchema;
+    /// Whether the object still exists.
+    fn alive(&self) -> bool;
+    /// Handles to the object in this process, the slot's own strong hold not counted.
+    fn handles(&self) -> usize;
+    /// Holds the object strongly (it is leased).
+    fn hold(&self);
+    /// Lets go of the strong hold; returns it for the caller to drop outside its locks (the
+    /// object's `Drop` may run then).
+    fn release(&self) -> Option<Arc<dyn Exported>>;
+    /// Whether the slot holds the object strongly.
+    fn is_held(&self) -> bool;
+    /// A handle to the object, if it still exists.
+    fn object(&self) -> Option<Arc<dyn Exported>>;
+    /// As [`Exported::dispatch`]; `None` if the object is gone.
     fn dispatch(
         &self,
         method: &str,
         args: &[u8],
         ctx: &CallCtx,
-    ) -> Option<BoxFuture<'static, Outcome>>;
-    /// The address of the object: equal for every handle to it in this process.
-    fn identity(&self) -> usize;
-    /// How many handles to the object exist in this process (this one included).
-    fn handles(&self) -> usize;
-    fn as_any(&self) -> &dyn Any;
-    /// A weak pointer to the object: it does not keep it alive.
-    fn downgrade(&self) -> Box<dyn WeakExported>;
+    ) -> Option<Option<BoxFuture<'static, Outcome>>>;
 }
 
-/// A weak pointer to an exported object, as the object table keeps it when no remote runtime
-/// holds a lease on it: handles in the owner's process keep it alive, the table does not.
-pub(crate) trait WeakExported: Send + Sync {
-    fn upgrade(&self) -> Option<Arc<dyn Exported>>;
+struct SlotOf<T: ?Sized + Interface> {
+    weak: std::sync::Weak<T>,
+    strong: std::sync::Mutex<Option<Arc<T>>>,
 }
 
-struct WeakLocal<T: ?Sized + Interface>(std::sync::Weak<T>);
+impl<T: ?Sized + Interface> SlotOf<T> {
+    fn strong(&self) -> std::sync::MutexGuard<'_, Option<Arc<T>>> {
+        self.strong
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
-impl<T: ?Sized + Interface> WeakExported for WeakLocal<T> {
-    fn upgrade(&self) -> Option<Arc<dyn Exported>> {
-        // A new wrapper around the same object: identity is the object's address, unchanged.
-        self.0
+impl<T: ?Sized + Interface> Slot for SlotOf<T> {
+    fn schema(&self) -> &'static InterfaceSchema {
+        T::schema()
+    }
+    fn alive(&self) -> bool {
+        self.weak.strong_count() > 0
+    }
+    fn handles(&self) -> usize {
+        self.weak.strong_count() - usize::from(self.is_held())
+    }
+    fn hold(&self) {
+        let mut s = self.strong();
+        if s.is_none() {
+            *s = self.weak.upgrade();
+        }
+    }
+    fn release(&self) -> Option<Arc<dyn Exported>> {
+        let obj = self.strong().take()?;
+        Some(Arc::new(Local(obj)))
+    }
+    fn is_held(&self) -> bool {
+        self.strong().is_some()
+    }
+    fn object(&self) -> Option<Arc<dyn Exported>> {
+        self.weak
             .upgrade()
             .map(|obj| Arc::new(Local(obj)) as Arc<dyn Exported>)
+    }
+    fn dispatch(
+        &self,
+        method: &str,
+        args: &[u8],
+        ctx: &CallCtx,
+    ) -> Option<Option<BoxFuture<'static, Outcome>>> {
+        let obj = self.weak.upgrade()?;
+        Some(T::__dispatch(obj, method, args, ctx))
     }
 }
 
@@ -117,25 +174,17 @@ impl<T: ?Sized + Interface> Exported for Local<T> {
     fn schema(&self) -> &'static InterfaceSchema {
         T::schema()
     }
-    fn dispatch(
-        &self,
-        method: &str,
-        args: &[u8],
-        ctx: &CallCtx,
-    ) -> Option<BoxFuture<'static, Outcome>> {
-        T::__dispatch(self.0.clone(), method, args, ctx)
-    }
     fn identity(&self) -> usize {
         identity_of(&self.0)
-    }
-    fn handles(&self) -> usize {
-        Arc::strong_count(&self.0)
     }
     fn as_any(&self) -> &dyn Any {
         self
     }
-    fn downgrade(&self) -> Box<dyn WeakExported> {
-        Box::new(WeakLocal(Arc::downgrade(&self.0)))
+    fn slot(&self) -> Arc<dyn Slot> {
+        Arc::new(SlotOf {
+            weak: Arc::downgrade(&self.0),
+            strong: std::sync::Mutex::new(None),
+        })
     }
 }
 
@@ -348,7 +397,7 @@ impl AnyRemote {
 
     /// The reference to write on the wire. A local object is exported into `ctx`'s runtime and
     /// counted in the receiving peer's lease; a remote one forwarded to a third party is held
-    /// here for a lease duration while the receiver acquires its own lease.
+    /// here until the receiver says it has acquired its own lease.
     fn to_ref(&self, ctx: &MarshalCtx) -> Result<ObjRef, RemoteError> {
         let conn = ctx.conn.as_ref().ok_or_else(|| RemoteError::Marshalling {
             what: "a remote reference".into(),
@@ -365,21 +414,22 @@ impl AnyRemote {
                     interface: e.schema().name.to_string(),
                     endpoints: rt.advertised(Some(conn)),
                     lease,
+                    transit: 0,
                 })
             }
             AnyInner::Remote(h) => {
                 let mut r = h.target().clone();
+                r.transit = 0;
                 if r.runtime != Some(conn.peer()) {
                     r.lease = 0;
                     if let (true, Some(owner)) = (h.is_leased(), r.runtime) {
-                        // Long enough for the receiver to acquire a lease of its own: one
-                        // lease of the owner's (it renews at a quarter of that).
-                        let hold = ctx
+                        // Our handle (and lease) stays until the receiver has its own.
+                        let owner_lease = ctx
                             .rt
                             .conns
                             .peer_lease(owner)
                             .unwrap_or_else(|| ctx.rt.leases.duration());
-                        ctx.rt.holdings.hold_in_transit(h.clone(), hold);
+                        r.transit = ctx.rt.holdings.hold_in_transit(h.clone(), owner_lease);
                     }
                 }
                 Ok(r)
@@ -395,6 +445,7 @@ impl AnyRemote {
                 .rt
                 .objects
                 .get(r.object)
+                .and_then(|slot| slot.object())
                 .ok_or_else(|| RemoteError::NoSuchObject {
                     object: r.to_string(),
                 })?;

@@ -61,6 +61,18 @@ impl Receipts {
     }
 }
 
+/// Tells `forwarder` that the reference it sent with `token` is covered by our own lease now.
+fn transit_done(rt: &Arc<RuntimeInner>, forwarder: RuntimeId, token: u64) {
+    // Over the connection the reference came on (found by runtime id): the forwarder may listen
+    // nowhere.
+    let service = lease::lease_service(rt, forwarder, Vec::new());
+    rt.handle.spawn(async move {
+        if let Err(e) = service.transit_done(vec![token]).await {
+            tracing::debug!(%forwarder, error = %e, "transit not acknowledged; its hold times out");
+        }
+    });
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -121,13 +133,22 @@ impl StubHandle {
             return Self::unleased(rt, target, via);
         };
         let from_owner = via.as_ref().is_some_and(|c| c.peer() == owner);
+        // A forwarded reference: once we hold a lease of our own, the forwarder may let go.
+        let forwarder = via
+            .as_ref()
+            .filter(|_| target.transit != 0 && !from_owner)
+            .map(|c| (c.peer(), target.transit));
         let key = (owner, target.object);
         let mut imports = lock(&rt.holdings.imports);
         if let Some(inner) = imports.get(&key).and_then(Weak::upgrade) {
+            drop(imports);
             if from_owner && let Some(lease) = &inner.lease {
                 lock(lease).count(target.lease);
             }
-            // From a third party: the lease we hold covers this copy too.
+            if let Some((forwarder, token)) = forwarder {
+                // Our lease covers this copy already.
+                transit_done(&rt, forwarder, token);
+            }
             return StubHandle { inner };
         }
         let mut receipts = Receipts::default();
@@ -143,9 +164,9 @@ impl StubHandle {
         imports.insert(key, Arc::downgrade(&inner));
         drop(imports);
         if !from_owner {
-            // Forwarded by a third party, which holds its own handle for a lease duration: get
-            // a lease of our own meanwhile. The task keeps the stub alive until it has one, so
-            // a release can only follow the acquisition.
+            // Forwarded by a third party, which keeps its handle until we have a lease of our
+            // own. The task keeps the stub alive until then, so a release can only follow the
+            // acquisition.
             let stub = inner.clone();
             rt.handle.spawn(async move {
                 let t = &stub.target;
@@ -157,6 +178,9 @@ impl StubHandle {
                         }
                     }
                     Err(e) => tracing::debug!(object = %t, error = %e, "could not acquire a lease"),
+                }
+                if let Some((forwarder, token)) = forwarder {
+                    transit_done(&stub.rt, forwarder, token);
                 }
             });
         }
@@ -190,6 +214,7 @@ impl StubHandle {
             interface: interface.to_string(),
             endpoints,
             lease: 0,
+            transit: 0,
         };
         Self::unleased(rt, target, None)
     }
