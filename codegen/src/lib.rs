@@ -6,7 +6,7 @@
 //! generated code refers to (under `oxrmi::__private`, which is not a public API). A crate that
 //! uses the attribute needs no other dependency: not on `async-trait`, `serde` or `tokio`.
 //!
-//! ```ignore
+//! ```text
 //! use oxrmi::RemoteError;
 //!
 //! /// A counter that lives in another process.
