@@ -184,7 +184,7 @@ async fn client(url: &str, name: &str) -> anyhow::Result<()> {
     while let Ok(Some(_)) = stdin.next_line().await {}
     println!("  [{name}] dropping my handle to the account");
     drop(account);
-    // Give the release a moment to leave before the process ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Before the process ends: send the releases still queued, close the connections.
+    oxrmi::default_runtime().shutdown();
     Ok(())
 }

@@ -258,7 +258,7 @@ async fn member(url: &str, name: &str) -> anyhow::Result<()> {
     seat.say("goodbye".into()).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(seat);
-    // Let the release go out before the process ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Before the process ends: send the release still queued, close the connection.
+    rt.shutdown();
     Ok(())
 }

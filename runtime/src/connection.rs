@@ -152,6 +152,31 @@ impl Connection {
         }
     }
 
+    /// Queues a one-way call without waiting (for use where nothing can be awaited, as at
+    /// shutdown); false if the connection is closed or its buffer is full.
+    pub(crate) fn send_oneway_now(&self, object: ObjId, method: &str, args: &[u8]) -> bool {
+        let header = CallHeader {
+            call: CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed)),
+            object,
+            method,
+            // Nobody waits for it; the peer runs it without hurry.
+            timeout_us: 60_000_000,
+            flags: flags::ONEWAY,
+        };
+        let mut f = message::call(&header, args.len());
+        f.body().extend_from_slice(args);
+        let Ok(frame) = f.finish(self.inner.max_frame) else {
+            return false;
+        };
+        match self.inner.outbox.try_send(frame) {
+            Ok(Ok(sent)) => {
+                self.after_send(sent);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sends a call and waits for its reply (or, for a one-way call, until it is sent or acked).
     /// Dropping the returned future before the reply tells the peer to stop the handler.
     pub(crate) async fn call(

@@ -354,6 +354,39 @@ impl Holdings {
             .collect()
     }
 
+    /// Releases, now and without waiting, everything this runtime holds of others' objects and
+    /// every release still queued, over the connections open to their owners. For shutdown: a
+    /// process that ends right after does not leave its owners waiting a lease.
+    pub(crate) fn release_all(rt: &Arc<RuntimeInner>) {
+        let mut by_owner: IdMap<RuntimeId, Vec<Released>> = IdMap::default();
+        for (owner, p) in lock(&rt.holdings.pending).drain() {
+            by_owner.entry(owner).or_default().extend(p.released);
+        }
+        let transit: Vec<(Instant, StubHandle)> =
+            lock(&rt.holdings.transit).drain().map(|(_, v)| v).collect();
+        let live = rt.holdings.live();
+        for stub in &live {
+            if let (Some(owner), Some(r)) = (stub.target().runtime, stub.take_receipts()) {
+                by_owner.entry(owner).or_default().push(r);
+            }
+        }
+        for (owner, released) in by_owner {
+            let Some(conn) = rt.conns.connection(owner) else {
+                // No connection: the owner's lease runs out instead.
+                continue;
+            };
+            let mut args = Vec::new();
+            let encoded = rmp::encode::write_array_len(&mut args, 1).is_ok()
+                && rmp_serde::encode::write(&mut args, &released).is_ok();
+            if !encoded || !conn.send_oneway_now(ObjId::LEASES, "release", &args) {
+                tracing::debug!(%owner, "release at shutdown not sent; the lease will expire");
+            }
+        }
+        // Dropped outside every lock; their receipts are taken, so their Drops release nothing.
+        drop(live);
+        drop(transit);
+    }
+
     /// Lets go of transit holds whose receiver never answered.
     fn drop_expired_transit(&self) {
         let now = Instant::now();

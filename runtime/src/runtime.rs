@@ -439,6 +439,11 @@ impl ConnTable {
         }
     }
 
+    /// A live connection to the runtime `id`, if one is open.
+    pub(crate) fn connection(&self, id: RuntimeId) -> Option<Connection> {
+        self.by_runtime(id)
+    }
+
     /// The lease a connected runtime grants on its objects.
     pub(crate) fn peer_lease(&self, id: RuntimeId) -> Option<Duration> {
         self.by_runtime(id).map(|c| c.info().peer_lease)
@@ -634,9 +639,12 @@ impl Runtime {
             .downcast()
     }
 
-    /// Stops accepting connections and closes every open one; calls in flight fail with
-    /// "connection lost".
+    /// Releases every lease this runtime holds on other runtimes' objects (their owners may
+    /// drop them at once rather than when the lease would expire), stops accepting
+    /// connections and closes every open one; calls in flight fail with "connection lost".
+    /// Call it before a process ends to leave nothing waiting on its leases.
     pub fn shutdown(&self) {
+        Holdings::release_all(&self.inner);
         self.inner.stop.send_replace(true);
         for c in self.inner.conns.all() {
             c.close(&self.inner, &RemoteError::Shutdown);

@@ -82,6 +82,23 @@ impl StubInner {
         &self.target
     }
 
+    /// Gives up what this stub counts, for a release sent on its behalf (at shutdown): its Drop
+    /// then releases nothing.
+    pub(crate) fn take_receipts(&self) -> Option<Released> {
+        let lease = self.lease.as_ref()?;
+        let mut r = lock(lease);
+        if r.received == 0 {
+            return None;
+        }
+        let released = Released {
+            object: self.target.object,
+            count: r.received,
+            epoch: r.epoch,
+        };
+        r.received = 0;
+        Some(released)
+    }
+
     /// The lease epoch and references received, for introspection.
     pub(crate) fn receipts(&self) -> Option<(u64, u64)> {
         self.lease.as_ref().map(|l| {

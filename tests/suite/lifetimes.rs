@@ -184,3 +184,18 @@ behaviour!(
         );
     }
 );
+
+behaviour!(
+    a_runtime_that_shuts_down_releases_what_it_holds,
+    |t| async move {
+        // The default lease (a minute): only the shutdown's releases can free the account in time.
+        let server = Peer::serve(t).await;
+        let bank: Remote<dyn Bank> = oxrmi::lookup(&server.url("bank")).await.unwrap();
+        let leaver = Peer::start(&["hold-and-leave", &server.url("bank"), "leaver"]).await;
+        assert_eq!(leaver.first_line, "left");
+        let status = leaver.stop().await;
+        assert!(status.success(), "{status:?}");
+        assert!(eventually(Duration::from_secs(3), || async { live(&bank).await == 0 }).await);
+        assert_eq!(bank.dropped().await.unwrap(), ["leaver"]);
+    }
+);

@@ -8,6 +8,8 @@
 //!   test can kill this process mid-call.
 //! - `oxrmi-test-peer bind URL NAME`: binds a fresh counter of its own under NAME in the
 //!   registry at URL, prints `bound`, and serves until its standard input closes.
+//! - `oxrmi-test-peer hold-and-leave URL OWNER`: opens an account, shuts its runtime down and
+//!   exits at once, prints `left`.
 //! - `oxrmi-test-peer hold-then-call URL`: holds the counter at URL, prints `holding`, and calls
 //!   it again after a line arrives on its standard input (exit status 0 if that call worked).
 //! - `oxrmi-test-peer keep URL advertise|hidden`: hands a listener of its own to the hub at
@@ -77,6 +79,15 @@ async fn main() -> anyhow::Result<()> {
             println!("holding");
             wait_for_stdin_eof().await;
             drop(account);
+        }
+        ["hold-and-leave", url, owner] => {
+            // Opens an account, shuts its runtime down and exits at once: the shutdown must
+            // release the account, or the bank waits for the lease to expire.
+            let bank: Remote<dyn Bank> = oxrmi::lookup(url).await?;
+            let account = bank.open(owner.to_string()).await?;
+            account.deposit(1).await?;
+            oxrmi::default_runtime().shutdown();
+            println!("left");
         }
         ["hold-then-call", url] => {
             // Holds the counter at URL, waits for a line on stdin, then calls it: exit status 0
