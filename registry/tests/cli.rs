@@ -150,5 +150,5 @@ async fn bench_rejects_an_unknown_transport() {
     let out = output(&["bench", "--transport", "carrier-pigeon"]).await;
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("tcp"), "{err}");
+    assert!(err.contains("tcp") && err.contains("unix"), "{err}");
 }

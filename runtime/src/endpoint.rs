@@ -19,6 +19,11 @@ pub enum Endpoint {
         /// Port.
         port: u16,
     },
+    /// A Unix domain stream socket at an absolute path on this host: `unix:///run/app.sock`.
+    Unix {
+        /// The socket file's absolute path.
+        path: String,
+    },
 }
 
 impl Endpoint {
@@ -30,10 +35,16 @@ impl Endpoint {
         }
     }
 
-    /// The URL scheme: `tcp`.
+    /// A Unix socket endpoint.
+    pub fn unix(path: impl Into<String>) -> Self {
+        Endpoint::Unix { path: path.into() }
+    }
+
+    /// The URL scheme: `tcp` or `unix`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp { .. } => "tcp",
+            Endpoint::Unix { .. } => "unix",
         }
     }
 }
@@ -45,6 +56,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "tcp://[{host}]:{port}")
             }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Endpoint::Unix { path } => write!(f, "unix://{path}"),
         }
     }
 }
@@ -79,7 +91,8 @@ impl FromStr for Endpoint {
 }
 
 /// A URL naming an object in a registry, `tcp://host:port/name`, as `java.rmi.Naming` takes them.
-/// The name may be absent (`tcp://host:port`) where only the registry is meant.
+/// The name may be absent (`tcp://host:port`) where only the registry is meant. On a Unix socket,
+/// whose path has slashes of its own, the name follows a `#`: `unix:///run/app.sock#name`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ObjectUrl {
     /// The registry's endpoint.
@@ -94,7 +107,7 @@ impl ObjectUrl {
         self.name.as_deref().ok_or_else(|| {
             invalid(
                 &self.endpoint.to_string(),
-                "the URL names no object (expected tcp://host:port/name)",
+                "the URL names no object (expected tcp://host:port/name or unix:///path#name)",
             )
         })
     }
@@ -109,7 +122,13 @@ impl FromStr for ObjectUrl {
             .ok_or_else(|| invalid(s, "expected scheme://..., for example tcp://host:1099"))?;
         match scheme {
             "tcp" => {}
-            other => return Err(invalid(s, format!("unknown scheme `{other}` (known: tcp)"))),
+            "unix" => return parse_unix(s, rest),
+            other => {
+                return Err(invalid(
+                    s,
+                    format!("unknown scheme `{other}` (known: tcp, unix)"),
+                ));
+            }
         }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -141,11 +160,43 @@ impl FromStr for ObjectUrl {
 
 impl fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "{}/{}", self.endpoint, n),
-            None => write!(f, "{}", self.endpoint),
+        match (&self.name, &self.endpoint) {
+            (Some(n), Endpoint::Unix { .. }) => write!(f, "{}#{}", self.endpoint, n),
+            (Some(n), _) => write!(f, "{}/{}", self.endpoint, n),
+            (None, _) => write!(f, "{}", self.endpoint),
         }
     }
+}
+
+impl ObjectUrl {
+    /// The URL of `name` in the registry at `endpoint`.
+    pub fn of(endpoint: &Endpoint, name: &str) -> ObjectUrl {
+        ObjectUrl {
+            endpoint: endpoint.clone(),
+            name: Some(name.to_string()),
+        }
+    }
+}
+
+/// `unix:///abs/path[#name]`: an empty authority, an absolute path, an optional name.
+fn parse_unix(s: &str, rest: &str) -> Result<ObjectUrl, RemoteError> {
+    let (path, name) = match rest.split_once('#') {
+        Some((p, n)) => (p, Some(n)),
+        None => (rest, None),
+    };
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(invalid(
+            s,
+            "expected unix:///absolute/path (three slashes: no host, an absolute path)",
+        ));
+    }
+    if name == Some("") {
+        return Err(invalid(s, "the name after `#` is empty"));
+    }
+    Ok(ObjectUrl {
+        endpoint: Endpoint::unix(path),
+        name: name.map(str::to_string),
+    })
 }
 
 fn split_host_port(authority: &str) -> Option<(&str, &str)> {
@@ -195,6 +246,21 @@ mod tests {
         assert_eq!(u.to_string(), "tcp://server:1099/counter");
         let nested: ObjectUrl = "tcp://s:1/a/b".parse().unwrap();
         assert_eq!(nested.name.as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn parses_unix_endpoints_and_urls() {
+        let e: Endpoint = "unix:///run/app.sock".parse().unwrap();
+        assert_eq!(e, Endpoint::unix("/run/app.sock"));
+        assert_eq!(e.to_string(), "unix:///run/app.sock");
+        let u: ObjectUrl = "unix:///run/a/app.sock#counter".parse().unwrap();
+        assert_eq!(u.endpoint, Endpoint::unix("/run/a/app.sock"));
+        assert_eq!(u.name.as_deref(), Some("counter"));
+        assert_eq!(u.to_string(), "unix:///run/a/app.sock#counter");
+        assert_eq!(ObjectUrl::of(&e, "x").to_string(), "unix:///run/app.sock#x");
+        for bad in ["unix://relative.sock", "unix:///", "unix:///a.sock#"] {
+            assert!(bad.parse::<ObjectUrl>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,13 +13,21 @@ const STARTUP: Duration = Duration::from_secs(20);
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Transport {
     Tcp,
+    Unix,
 }
 
 impl Transport {
-    /// What a server listens on for this transport.
+    /// What a server listens on for this transport (a fresh socket path for Unix).
     pub(crate) fn listen(self) -> String {
         match self {
             Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+            Transport::Unix => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = std::env::temp_dir()
+                    .join(format!("oxrmi-test-{}-{n}.sock", std::process::id()));
+                format!("unix://{}", path.display())
+            }
         }
     }
 }
@@ -37,6 +45,12 @@ macro_rules! behaviour {
                 let $t = $crate::harness::Transport::Tcp;
                 $body.await
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unix() {
+                let $t = $crate::harness::Transport::Unix;
+                $body.await
+            }
         }
     };
 }
@@ -47,7 +61,8 @@ pub(crate) fn peer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxrmi-test-peer")
 }
 
-/// A child process running `oxrmi-test-peer`. Killed when dropped.
+/// A child process running `oxrmi-test-peer`. Killed when dropped, and its Unix socket file
+/// (which a killed process cannot remove) removed.
 pub(crate) struct Peer {
     pub(crate) child: Child,
     /// Kept open: the child serves until its standard input closes.
@@ -104,9 +119,13 @@ impl Peer {
         &self.first_line
     }
 
-    /// The URL of `name` in the server's registry.
+    /// The URL of `name` in the server's registry (`tcp://h:p/name`, `unix:///path#name`).
     pub(crate) fn url(&self, name: &str) -> String {
-        format!("{}/{}", self.first_line, name)
+        let endpoint: oxrmi::Endpoint = self.first_line.parse().expect("the peer's endpoint");
+        if name.is_empty() {
+            return endpoint.to_string();
+        }
+        oxrmi::ObjectUrl::of(&endpoint, name).to_string()
     }
 
     pub(crate) fn pid(&self) -> i32 {
@@ -116,6 +135,11 @@ impl Peer {
     /// Kills the process (SIGKILL) and reaps it.
     pub(crate) async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// The socket file of a peer listening on a Unix socket.
+    fn socket_file(&self) -> Option<&str> {
+        self.first_line.strip_prefix("unix://")
     }
 
     /// Writes a line to the child's standard input.
@@ -136,6 +160,14 @@ impl Peer {
             .await
             .expect("the peer did not exit in time")
             .expect("wait for the peer")
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(path) = self.socket_file() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -8,20 +8,26 @@ use oxrmi_tests::Counter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Peer, Transport, behaviour};
+use crate::harness::{Peer, behaviour};
 
-/// Connects a raw socket to the peer's TCP endpoint.
-async fn raw(server: &Peer) -> TcpStream {
-    let addr = server
-        .endpoint()
-        .strip_prefix("tcp://")
-        .unwrap()
-        .to_string();
-    TcpStream::connect(addr).await.unwrap()
+/// A raw byte stream, over whichever transport the server listens on.
+trait RawStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawStream for T {}
+
+/// Connects a raw socket to the peer's endpoint.
+async fn raw(server: &Peer) -> Box<dyn RawStream> {
+    let endpoint = server.endpoint();
+    if let Some(addr) = endpoint.strip_prefix("tcp://") {
+        Box::new(TcpStream::connect(addr).await.unwrap())
+    } else if let Some(path) = endpoint.strip_prefix("unix://") {
+        Box::new(tokio::net::UnixStream::connect(path).await.unwrap())
+    } else {
+        panic!("no raw connection for {endpoint}")
+    }
 }
 
 /// Reads everything until the server closes, bounded in time; a hang fails the test.
-async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+async fn read_to_close(s: &mut Box<dyn RawStream>) -> Vec<u8> {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut buf = [0u8; 4096];
@@ -59,15 +65,7 @@ async fn still_serves(server: &Peer) {
     counter.add(1).await.unwrap();
 }
 
-fn needs_tcp(t: Transport) {
-    assert!(
-        matches!(t, Transport::Tcp),
-        "raw-socket cases are written for TCP"
-    );
-}
-
 behaviour!(random_bytes_are_refused, |t| async move {
-    needs_tcp(t);
     let server = Peer::serve(t).await;
     let mut s = raw(&server).await;
     // Deterministic garbage (an LCG): not the magic, so refused at the preamble.
@@ -85,7 +83,6 @@ behaviour!(random_bytes_are_refused, |t| async move {
 });
 
 behaviour!(a_wrong_version_gets_an_error_frame, |t| async move {
-    needs_tcp(t);
     let server = Peer::serve(t).await;
     let mut s = raw(&server).await;
     let mut hs = handshake();
@@ -107,7 +104,6 @@ behaviour!(a_wrong_version_gets_an_error_frame, |t| async move {
 behaviour!(
     an_oversized_length_is_refused_before_allocation,
     |t| async move {
-        needs_tcp(t);
         let server = Peer::serve(t).await;
         let mut s = raw(&server).await;
         let mut bytes = handshake();
@@ -124,7 +120,6 @@ behaviour!(
 );
 
 behaviour!(an_unknown_frame_kind_is_refused, |t| async move {
-    needs_tcp(t);
     let server = Peer::serve(t).await;
     let mut s = raw(&server).await;
     let mut bytes = handshake();
@@ -140,7 +135,6 @@ behaviour!(an_unknown_frame_kind_is_refused, |t| async move {
 });
 
 behaviour!(a_malformed_call_header_is_refused, |t| async move {
-    needs_tcp(t);
     let server = Peer::serve(t).await;
     let mut s = raw(&server).await;
     let mut bytes = handshake();
@@ -157,7 +151,6 @@ behaviour!(a_malformed_call_header_is_refused, |t| async move {
 });
 
 behaviour!(a_silent_peer_does_not_hold_the_server, |t| async move {
-    needs_tcp(t);
     let server = Peer::serve(t).await;
     // Connects and says nothing; others are served meanwhile.
     let _silent = raw(&server).await;

@@ -1,8 +1,8 @@
 //! Cross-process tests: every test talks to at least one separate OS process
 //! (`oxrmi-test-peer`), over a real transport.
 //!
-//! Behaviour tests are written once and run per transport with [`behaviour!`]; today TCP is
-//! the only transport, and new ones are added in `harness::Transport`.
+//! Behaviour tests are written once and run per transport with [`behaviour!`]: TCP and Unix
+//! sockets today; new transports are added in `harness::Transport`.
 
 mod harness;
 
@@ -16,3 +16,4 @@ mod lifetimes;
 mod references;
 mod registry;
 mod remote_host;
+mod unix_security;

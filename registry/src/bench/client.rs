@@ -29,7 +29,7 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     let plan = Plan::new(args.quick);
     let tokio = tokio_runtime::build().context("cannot start the tokio runtime")?;
     let rt = tokio.block_on(Runtime::builder().start())?;
-    let url = format!("{}/{BENCH_NAME}", args.server);
+    let url = oxrmi::ObjectUrl::of(&args.server, BENCH_NAME).to_string();
     let bench: Remote<dyn Bench> = tokio
         .block_on(rt.lookup_url(&url))
         .with_context(|| format!("cannot look up {url}"))?;

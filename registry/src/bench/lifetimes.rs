@@ -38,7 +38,7 @@ impl Holder {
             .start()
             .await
             .context("cannot start a holder runtime")?;
-        let url = format!("{server}/{BENCH_NAME}");
+        let url = oxrmi::ObjectUrl::of(server, BENCH_NAME).to_string();
         let bench = rt
             .lookup_url(&url)
             .await

@@ -9,12 +9,15 @@ use std::io::{self, Read, Write};
 use oxrmi::Endpoint;
 
 mod tcp;
+mod unix;
 
 /// A transport, as `--transport` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum TransportKind {
     /// TCP over loopback, Nagle's algorithm off on both sides.
     Tcp,
+    /// Unix domain stream sockets in the temporary directory.
+    Unix,
 }
 
 /// A connected byte stream of the raw twin.
@@ -34,6 +37,7 @@ impl TransportKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             TransportKind::Tcp => "tcp",
+            TransportKind::Unix => "unix",
         }
     }
 
@@ -41,6 +45,7 @@ impl TransportKind {
     pub(crate) fn oxrmi_listen(self) -> Endpoint {
         match self {
             TransportKind::Tcp => Endpoint::tcp("127.0.0.1", 0),
+            TransportKind::Unix => Endpoint::unix(unix::fresh_path("oxrmi").to_string_lossy()),
         }
     }
 
@@ -48,6 +53,7 @@ impl TransportKind {
     pub(crate) fn raw_bind(self) -> io::Result<Box<dyn RawListener>> {
         match self {
             TransportKind::Tcp => Ok(Box::new(tcp::RawTcpListener::bind()?)),
+            TransportKind::Unix => Ok(Box::new(unix::RawUnixListener::bind()?)),
         }
     }
 
@@ -55,6 +61,7 @@ impl TransportKind {
     pub(crate) fn raw_connect(self, endpoint: &Endpoint) -> io::Result<Box<dyn RawStream>> {
         match self {
             TransportKind::Tcp => Ok(Box::new(tcp::connect(endpoint)?)),
+            TransportKind::Unix => Ok(Box::new(unix::connect(endpoint)?)),
         }
     }
 }

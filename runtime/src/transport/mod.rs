@@ -12,6 +12,7 @@ use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
 pub(crate) mod tcp;
+pub(crate) mod unix;
 
 /// The read half of a connection.
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -43,6 +44,7 @@ pub(crate) trait Listener: Send + Sync {
 pub(crate) async fn bind(ep: &Endpoint) -> io::Result<Box<dyn Listener>> {
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
+        Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path)?)),
     }
 }
 
@@ -50,5 +52,6 @@ pub(crate) async fn bind(ep: &Endpoint) -> io::Result<Box<dyn Listener>> {
 pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
+        Endpoint::Unix { path } => unix::connect(path).await,
     }
 }

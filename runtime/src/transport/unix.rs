@@ -1,0 +1,160 @@
+//! Unix domain stream sockets: between processes on one host, without TCP's cost.
+//!
+//! The socket file is created with mode 0600 (only this user may connect through the file
+//! system), a stale file left by a dead server is replaced but never a live one, and every
+//! accepted peer's credentials (SO_PEERCRED) are checked: only processes of the same user are
+//! served. The file is removed when the listener goes.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::{UnixListener, UnixStream};
+
+use super::{Link, Listener};
+use crate::BoxFuture;
+use crate::endpoint::Endpoint;
+
+/// Mode of the socket file: owner only.
+const SOCKET_MODE: u32 = 0o600;
+
+/// A bound Unix socket listener.
+pub(crate) struct UnixTransport {
+    listener: UnixListener,
+    path: PathBuf,
+    /// The only user whose processes are served.
+    uid: u32,
+}
+
+/// The user this process runs as: the owner of `/proc/self`.
+fn own_uid() -> io::Result<u32> {
+    Ok(std::fs::metadata("/proc/self")?.uid())
+}
+
+impl UnixTransport {
+    pub(crate) fn bind(path: &str) -> io::Result<Self> {
+        let path = PathBuf::from(path);
+        remove_if_stale(&path)?;
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+        Ok(UnixTransport {
+            listener,
+            path,
+            uid: own_uid()?,
+        })
+    }
+}
+
+/// Removes a socket file nobody listens on any more; refuses to touch a live one or a file that
+/// is not a socket.
+fn remove_if_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("a live server listens on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "replacing a stale socket file");
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Listener for UnixTransport {
+    fn accept(&self) -> BoxFuture<'_, io::Result<Link>> {
+        Box::pin(async move {
+            loop {
+                let (stream, _) = self.listener.accept().await?;
+                let cred = stream.peer_cred()?;
+                if cred.uid() != self.uid {
+                    tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), path = %self.path.display(), "refused a peer of another user");
+                    continue;
+                }
+                return Ok(link(stream, cred.pid()));
+            }
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::unix(self.path.to_string_lossy())
+    }
+}
+
+impl Drop for UnixTransport {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub(crate) async fn connect(path: &str) -> io::Result<Link> {
+    let stream = UnixStream::connect(path).await?;
+    let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+    Ok(link(stream, pid))
+}
+
+fn link(stream: UnixStream, pid: Option<i32>) -> Link {
+    let (r, w) = stream.into_split();
+    Link {
+        reader: Box::new(r),
+        writer: Box::new(w),
+        peer: match pid {
+            Some(pid) => format!("unix pid {pid}"),
+            None => "unix".to_string(),
+        },
+        local_host: None,
+        peer_is_local_host: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> String {
+        let dir = std::env::temp_dir();
+        dir.join(format!("oxrmi-unit-{}-{name}.sock", std::process::id()))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_socket_file_is_private_and_a_live_one_is_never_replaced() {
+        let path = temp_path("live");
+        let t = UnixTransport::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, SOCKET_MODE);
+        let e = UnixTransport::bind(&path).err().expect("bound twice");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        drop(t);
+        assert!(!Path::new(&path).exists(), "the file outlived its listener");
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_file_is_replaced_and_other_files_are_not() {
+        let path = temp_path("stale");
+        // A socket file whose listener is gone (std's listener leaves the file behind).
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(Path::new(&path).exists());
+        let t = UnixTransport::bind(&path).unwrap();
+        drop(t);
+        let plain = temp_path("plain");
+        std::fs::write(&plain, b"not a socket").unwrap();
+        let e = UnixTransport::bind(&plain)
+            .err()
+            .expect("bound over a plain file");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(&plain).unwrap();
+    }
+}
