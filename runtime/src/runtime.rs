@@ -18,6 +18,7 @@ use crate::object::ObjectTable;
 use crate::registry::{Binding, Registry, RegistryService};
 use crate::remote::{AnyRemote, Interface, Remote};
 use crate::stub::StubHandle;
+use crate::transport::unix::UnixAccess;
 use crate::transport::{self, Listener};
 
 /// The largest send buffer, in frames: tokio's channels hold at most `usize::MAX >> 3` permits.
@@ -48,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) registry_remote_writes: bool,
     /// How long a holder's lease lasts without renewal.
     pub(crate) lease: Duration,
+    /// Who may connect to this runtime's Unix socket endpoints.
+    pub(crate) unix_access: UnixAccess,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             send_buffer: 1024,
             registry_remote_writes: false,
             lease: DEFAULT_LEASE,
+            unix_access: UnixAccess::default(),
         }
     }
 }
@@ -139,6 +143,22 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The mode of the socket files of Unix endpoints (default `0o600`: only this user). A wider
+    /// mode lets other users reach the file; the credentials check still admits only this user
+    /// and those given to [`allow_unix_uid`](Self::allow_unix_uid).
+    pub fn unix_socket_mode(mut self, mode: u32) -> Self {
+        self.config.unix_access.mode = mode & 0o777;
+        self
+    }
+
+    /// Serves processes of user `uid` on Unix endpoints too (repeatable; by default only
+    /// processes of this runtime's own user are served). Widen the socket file's mode with
+    /// [`unix_socket_mode`](Self::unix_socket_mode) so they can reach it.
+    pub fn allow_unix_uid(mut self, uid: u32) -> Self {
+        self.config.unix_access.allowed_uids.push(uid);
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -156,9 +176,11 @@ impl RuntimeBuilder {
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         for text in &self.listen {
             let ep: Endpoint = text.parse()?;
-            let l = transport::bind(&ep).await.map_err(|e| RemoteError::Setup {
-                reason: format!("cannot listen on {ep}: {e}"),
-            })?;
+            let l = transport::bind(&ep, &self.config.unix_access)
+                .await
+                .map_err(|e| RemoteError::Setup {
+                    reason: format!("cannot listen on {ep}: {e}"),
+                })?;
             listeners.push(l);
         }
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint()).collect();

@@ -433,11 +433,16 @@ impl Bank for TestBank {
 /// `versioned` (a [`Doubler`]), `hub` (a [`TestHub`]) and `bank` (a [`TestBank`]); `lease` sets
 /// the lease it grants.
 pub async fn start_server(listen: &str, lease: Option<Duration>) -> Result<Runtime, RemoteError> {
-    let mut builder = Runtime::builder().listen(listen).registry();
+    let mut builder = Runtime::builder().listen(listen);
     if let Some(lease) = lease {
         builder = builder.lease(lease);
     }
-    let rt = builder.start().await?;
+    start_server_with(builder).await
+}
+
+/// [`start_server`] with a builder set up by the caller (a registry is added).
+pub async fn start_server_with(builder: oxrmi::RuntimeBuilder) -> Result<Runtime, RemoteError> {
+    let rt = builder.registry().start().await?;
     let bank = TestBank::default();
     let _ = bank.runtime.set(rt.clone());
     rt.bind("bank", Remote::<dyn Bank>::new(bank)).await?;

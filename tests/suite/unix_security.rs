@@ -90,3 +90,51 @@ async fn a_process_of_another_user_cannot_connect() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_user_is_served() {
+    let probe = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot run a process as another user (setpriv, root needed)"
+        );
+        eprintln!("SKIPPED unix_security: cannot run a process as another user");
+        return;
+    }
+    let server = Peer::start(&["serve-open", &Transport::Unix.listen(), "65534"]).await;
+    let path = server
+        .endpoint()
+        .strip_prefix("unix://")
+        .unwrap()
+        .to_string();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            peer_bin(),
+        ])
+        .args(["calls", &server.url("counter"), "3", "own"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the allowed user was refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server's own user still is served too.
+    let out = Command::new(peer_bin())
+        .args(["calls", &server.url("counter"), "1", "own"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

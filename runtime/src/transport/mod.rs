@@ -41,10 +41,13 @@ pub(crate) trait Listener: Send + Sync {
 }
 
 /// Starts listening on `ep`.
-pub(crate) async fn bind(ep: &Endpoint) -> io::Result<Box<dyn Listener>> {
+pub(crate) async fn bind(
+    ep: &Endpoint,
+    unix_access: &unix::UnixAccess,
+) -> io::Result<Box<dyn Listener>> {
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
-        Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path)?)),
+        Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
     }
 }
 

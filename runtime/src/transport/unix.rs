@@ -1,9 +1,10 @@
 //! Unix domain stream sockets: between processes on one host, without TCP's cost.
 //!
-//! The socket file is created with mode 0600 (only this user may connect through the file
-//! system), a stale file left by a dead server is replaced but never a live one, and every
-//! accepted peer's credentials (SO_PEERCRED) are checked: only processes of the same user are
-//! served. The file is removed when the listener goes.
+//! The socket file is created with mode 0600 by default (only this user may connect through the
+//! file system), a stale file left by a dead server is replaced but never a live one, and every
+//! accepted peer's credentials (SO_PEERCRED) are checked: only processes of the same user, or of
+//! the users allowed (`RuntimeBuilder::allow_unix_uid`), are served. The file is removed when the
+//! listener goes.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -15,15 +16,33 @@ use super::{Link, Listener};
 use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
-/// Mode of the socket file: owner only.
-const SOCKET_MODE: u32 = 0o600;
+/// Mode of the socket file by default: owner only.
+pub(crate) const DEFAULT_SOCKET_MODE: u32 = 0o600;
+
+/// Who may connect to a Unix socket endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct UnixAccess {
+    /// The socket file's mode.
+    pub(crate) mode: u32,
+    /// Users served besides the runtime's own.
+    pub(crate) allowed_uids: Vec<u32>,
+}
+
+impl Default for UnixAccess {
+    fn default() -> Self {
+        UnixAccess {
+            mode: DEFAULT_SOCKET_MODE,
+            allowed_uids: Vec::new(),
+        }
+    }
+}
 
 /// A bound Unix socket listener.
 pub(crate) struct UnixTransport {
     listener: UnixListener,
     path: PathBuf,
-    /// The only user whose processes are served.
-    uid: u32,
+    /// The users whose processes are served: the runtime's own, and those allowed.
+    uids: Vec<u32>,
 }
 
 /// The user this process runs as: the owner of `/proc/self`.
@@ -32,15 +51,17 @@ fn own_uid() -> io::Result<u32> {
 }
 
 impl UnixTransport {
-    pub(crate) fn bind(path: &str) -> io::Result<Self> {
+    pub(crate) fn bind(path: &str, access: &UnixAccess) -> io::Result<Self> {
         let path = PathBuf::from(path);
         remove_if_stale(&path)?;
         let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(access.mode))?;
+        let mut uids = vec![own_uid()?];
+        uids.extend(&access.allowed_uids);
         Ok(UnixTransport {
             listener,
             path,
-            uid: own_uid()?,
+            uids,
         })
     }
 }
@@ -78,7 +99,7 @@ impl Listener for UnixTransport {
             loop {
                 let (stream, _) = self.listener.accept().await?;
                 let cred = stream.peer_cred()?;
-                if cred.uid() != self.uid {
+                if !self.uids.contains(&cred.uid()) {
                     tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), path = %self.path.display(), "refused a peer of another user");
                     continue;
                 }
@@ -132,10 +153,12 @@ mod tests {
     #[tokio::test]
     async fn the_socket_file_is_private_and_a_live_one_is_never_replaced() {
         let path = temp_path("live");
-        let t = UnixTransport::bind(&path).unwrap();
+        let t = UnixTransport::bind(&path, &UnixAccess::default()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, SOCKET_MODE);
-        let e = UnixTransport::bind(&path).err().expect("bound twice");
+        assert_eq!(mode, DEFAULT_SOCKET_MODE);
+        let e = UnixTransport::bind(&path, &UnixAccess::default())
+            .err()
+            .expect("bound twice");
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         drop(t);
         assert!(!Path::new(&path).exists(), "the file outlived its listener");
@@ -147,11 +170,11 @@ mod tests {
         // A socket file whose listener is gone (std's listener leaves the file behind).
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(Path::new(&path).exists());
-        let t = UnixTransport::bind(&path).unwrap();
+        let t = UnixTransport::bind(&path, &UnixAccess::default()).unwrap();
         drop(t);
         let plain = temp_path("plain");
         std::fs::write(&plain, b"not a socket").unwrap();
-        let e = UnixTransport::bind(&plain)
+        let e = UnixTransport::bind(&plain, &UnixAccess::default())
             .err()
             .expect("bound over a plain file");
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);

@@ -2,6 +2,8 @@
 //!
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve-open ENDPOINT UID`: as `serve`, with a Unix socket opened to user UID
+//!   (mode 0666, UID allowed).
 //! - `oxrmi-test-peer hold URL OWNER`: opens an account at the bank at URL, prints `holding`,
 //!   and holds it until killed (or its standard input closes).
 //! - `oxrmi-test-peer sleep URL MILLIS`: looks up the counter at URL and calls `sleep`, so a
@@ -70,6 +72,17 @@ async fn main() -> anyhow::Result<()> {
                 .context("bind")?;
             println!("bound");
             wait_for_stdin_eof().await;
+        }
+        ["serve-open", listen, uid] => {
+            // A Unix endpoint open to another user: socket mode 0666 and `uid` allowed.
+            let builder = oxrmi::Runtime::builder()
+                .listen(*listen)
+                .unix_socket_mode(0o666)
+                .allow_unix_uid(uid.parse()?);
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
         }
         ["hold", url, owner] => {
             // Opens an account at the bank at URL and holds it until killed.
