@@ -3,53 +3,80 @@
 //! setpriv); without it the test says so loudly and skips, except under CI=true, where it fails.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::harness::{Peer, Transport, peer_bin};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_of_another_user_cannot_connect() {
-    let server = Peer::serve(Transport::Unix).await;
+/// The user the other process runs as.
+const NOBODY: &str = "65534";
+
+/// Whether a process can be run as `nobody` here; if not, says so (and fails under CI).
+fn can_run_as_nobody() -> bool {
+    let ok = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot run a process as another user (setpriv, root needed)"
+        );
+        eprintln!("SKIPPED unix_security: cannot run a process as another user");
+    }
+    ok
+}
+
+/// `oxrmi-test-peer calls URL N own`, as this user or as `nobody`.
+fn calls(url: &str, n: &str, as_nobody: bool) -> Output {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            peer_bin(),
+        ]);
+        c
+    } else {
+        Command::new(peer_bin())
+    };
+    cmd.args(["calls", url, n, "own"]).output().unwrap()
+}
+
+/// The mode bits of the server's socket file.
+fn socket_mode(server: &Peer) -> (String, u32) {
     let path = server
         .endpoint()
         .strip_prefix("unix://")
         .unwrap()
         .to_string();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    (path, mode)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_another_user_cannot_connect() {
+    let server = Peer::serve(Transport::Unix).await;
+    let (path, mode) = socket_mode(&server);
     assert_eq!(mode, 0o600, "the socket file is open to others");
 
     // The same user gets in.
-    let out = Command::new(peer_bin())
-        .args(["calls", &server.url("counter"), "1", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "1", false);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let probe = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "cannot run a process as another user (setpriv, root needed)"
-        );
-        eprintln!("SKIPPED unix_security: cannot run a process as another user");
+    if !can_run_as_nobody() {
         return;
     }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            peer_bin(),
-        ])
-        .args(["calls", &server.url("counter"), "1", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "1", true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -63,16 +90,7 @@ async fn a_process_of_another_user_cannot_connect() {
     // Second line of defence: with the file opened to everyone, the server still checks the
     // peer's credentials and drops the stranger before the handshake.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            peer_bin(),
-        ])
-        .args(["calls", &server.url("counter"), "1", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "1", true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -80,10 +98,7 @@ async fn a_process_of_another_user_cannot_connect() {
     );
     assert!(stderr.contains("connection lost"), "{stderr}");
     // Its own user is still served.
-    let out = Command::new(peer_bin())
-        .args(["calls", &server.url("counter"), "1", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "1", false);
     assert!(
         out.status.success(),
         "{}",
@@ -93,45 +108,20 @@ async fn a_process_of_another_user_cannot_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_user_is_served() {
-    let probe = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "cannot run a process as another user (setpriv, root needed)"
-        );
-        eprintln!("SKIPPED unix_security: cannot run a process as another user");
+    if !can_run_as_nobody() {
         return;
     }
-    let server = Peer::start(&["serve-open", &Transport::Unix.listen(), "65534"]).await;
-    let path = server
-        .endpoint()
-        .strip_prefix("unix://")
-        .unwrap()
-        .to_string();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    let server = Peer::start(&["serve-open", &Transport::Unix.listen(), NOBODY]).await;
+    let (_, mode) = socket_mode(&server);
     assert_eq!(mode, 0o666);
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            peer_bin(),
-        ])
-        .args(["calls", &server.url("counter"), "3", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "3", true);
     assert!(
         out.status.success(),
         "the allowed user was refused: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The server's own user still is served too.
-    let out = Command::new(peer_bin())
-        .args(["calls", &server.url("counter"), "1", "own"])
-        .output()
-        .unwrap();
+    let out = calls(&server.url("counter"), "1", false);
     assert!(
         out.status.success(),
         "{}",
