@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::RemoteError;
+use crate::id::RuntimeId;
 
 /// Where a runtime can be reached. Prints as a URL (`tcp://127.0.0.1:1099`) and parses back.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -24,6 +25,25 @@ pub enum Endpoint {
         /// The socket file's absolute path.
         path: String,
     },
+    /// Named pipes (FIFOs) on this host: `fifo:///run/app` listens on the FIFO `/run/app` and
+    /// each connection gets a pair of FIFOs beside it (see `transport::fifo`).
+    Fifo {
+        /// The listening FIFO's absolute path.
+        path: String,
+    },
+    /// Shared memory on this host, set up through a Unix socket at an absolute path:
+    /// `shm:///run/app.shm`. The memory itself has no name (see `transport::shm`).
+    Shm {
+        /// The rendezvous socket's absolute path.
+        path: String,
+    },
+    /// The pipes between a parent process and a child it spawned
+    /// ([`Runtime::spawn_child`](crate::Runtime::spawn_child)): `pipe://RUNTIME`, where RUNTIME
+    /// is the full id of the runtime at the other end. Only that parent or child can use it.
+    Pipe {
+        /// The runtime at the other end of the pipes.
+        runtime: RuntimeId,
+    },
 }
 
 impl Endpoint {
@@ -40,11 +60,52 @@ impl Endpoint {
         Endpoint::Unix { path: path.into() }
     }
 
-    /// The URL scheme: `tcp` or `unix`.
+    /// A named-pipe endpoint.
+    pub fn fifo(path: impl Into<String>) -> Self {
+        Endpoint::Fifo { path: path.into() }
+    }
+
+    /// A shared-memory endpoint, set up through the Unix socket at `path`.
+    pub fn shm(path: impl Into<String>) -> Self {
+        Endpoint::Shm { path: path.into() }
+    }
+
+    /// The URL scheme: `tcp`, `unix`, `fifo`, `shm` or `pipe`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp { .. } => "tcp",
             Endpoint::Unix { .. } => "unix",
+            Endpoint::Fifo { .. } => "fifo",
+            Endpoint::Shm { .. } => "shm",
+            Endpoint::Pipe { .. } => "pipe",
+        }
+    }
+
+    /// Whether this endpoint can only be reached from this host (every transport but TCP).
+    pub fn is_host_local(&self) -> bool {
+        !matches!(self, Endpoint::Tcp { .. })
+    }
+
+    /// The file-system path of a path-based endpoint (`unix`, `fifo`, `shm`).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Endpoint::Unix { path } | Endpoint::Fifo { path } | Endpoint::Shm { path } => {
+                Some(path)
+            }
+            Endpoint::Tcp { .. } | Endpoint::Pipe { .. } => None,
+        }
+    }
+
+    /// How cheap a call over this endpoint is, lowest first: shared memory, then the pipes of a
+    /// parent or child, Unix sockets, FIFOs, and TCP last. A client picks the cheapest endpoint
+    /// of a runtime on its own host.
+    pub fn cost_rank(&self) -> u8 {
+        match self {
+            Endpoint::Shm { .. } => 0,
+            Endpoint::Pipe { .. } => 1,
+            Endpoint::Unix { .. } => 2,
+            Endpoint::Fifo { .. } => 3,
+            Endpoint::Tcp { .. } => 4,
         }
     }
 }
@@ -56,7 +117,10 @@ impl fmt::Display for Endpoint {
                 write!(f, "tcp://[{host}]:{port}")
             }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
-            Endpoint::Unix { path } => write!(f, "unix://{path}"),
+            Endpoint::Unix { path } | Endpoint::Fifo { path } | Endpoint::Shm { path } => {
+                write!(f, "{}://{path}", self.scheme())
+            }
+            Endpoint::Pipe { runtime } => write!(f, "pipe://{}", runtime.full()),
         }
     }
 }
@@ -91,8 +155,9 @@ impl FromStr for Endpoint {
 }
 
 /// A URL naming an object in a registry, `tcp://host:port/name`, as `java.rmi.Naming` takes them.
-/// The name may be absent (`tcp://host:port`) where only the registry is meant. On a Unix socket,
-/// whose path has slashes of its own, the name follows a `#`: `unix:///run/app.sock#name`.
+/// The name may be absent (`tcp://host:port`) where only the registry is meant. On the local
+/// transports, whose paths have slashes of their own, the name follows a `#`:
+/// `unix:///run/app.sock#name`, `shm:///run/app.shm#name`, `pipe://RUNTIME#name`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ObjectUrl {
     /// The registry's endpoint.
@@ -122,11 +187,14 @@ impl FromStr for ObjectUrl {
             .ok_or_else(|| invalid(s, "expected scheme://..., for example tcp://host:1099"))?;
         match scheme {
             "tcp" => {}
-            "unix" => return parse_unix(s, rest),
+            "unix" => return parse_path(s, rest, Endpoint::unix),
+            "fifo" => return parse_path(s, rest, Endpoint::fifo),
+            "shm" => return parse_path(s, rest, Endpoint::shm),
+            "pipe" => return parse_pipe(s, rest),
             other => {
                 return Err(invalid(
                     s,
-                    format!("unknown scheme `{other}` (known: tcp, unix)"),
+                    format!("unknown scheme `{other}` (known: tcp, unix, fifo, shm, pipe)"),
                 ));
             }
         }
@@ -161,8 +229,8 @@ impl FromStr for ObjectUrl {
 impl fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.name, &self.endpoint) {
-            (Some(n), Endpoint::Unix { .. }) => write!(f, "{}#{}", self.endpoint, n),
-            (Some(n), _) => write!(f, "{}/{}", self.endpoint, n),
+            (Some(n), Endpoint::Tcp { .. }) => write!(f, "{}/{}", self.endpoint, n),
+            (Some(n), _) => write!(f, "{}#{}", self.endpoint, n),
             (None, _) => write!(f, "{}", self.endpoint),
         }
     }
@@ -178,23 +246,44 @@ impl ObjectUrl {
     }
 }
 
-/// `unix:///abs/path[#name]`: an empty authority, an absolute path, an optional name.
-fn parse_unix(s: &str, rest: &str) -> Result<ObjectUrl, RemoteError> {
-    let (path, name) = match rest.split_once('#') {
+/// Splits `rest#name`, refusing an empty name.
+fn split_name<'a>(s: &str, rest: &'a str) -> Result<(&'a str, Option<&'a str>), RemoteError> {
+    let (head, name) = match rest.split_once('#') {
         Some((p, n)) => (p, Some(n)),
         None => (rest, None),
     };
-    if !path.starts_with('/') || path.len() < 2 {
-        return Err(invalid(
-            s,
-            "expected unix:///absolute/path (three slashes: no host, an absolute path)",
-        ));
-    }
     if name == Some("") {
         return Err(invalid(s, "the name after `#` is empty"));
     }
+    Ok((head, name))
+}
+
+/// `scheme:///abs/path[#name]`: an empty authority, an absolute path, an optional name.
+fn parse_path(s: &str, rest: &str, make: fn(String) -> Endpoint) -> Result<ObjectUrl, RemoteError> {
+    let (path, name) = split_name(s, rest)?;
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(invalid(
+            s,
+            "expected scheme:///absolute/path (three slashes: no host, an absolute path)",
+        ));
+    }
     Ok(ObjectUrl {
-        endpoint: Endpoint::unix(path),
+        endpoint: make(path.to_string()),
+        name: name.map(str::to_string),
+    })
+}
+
+/// `pipe://RUNTIME[#name]`, RUNTIME being a runtime's full id.
+fn parse_pipe(s: &str, rest: &str) -> Result<ObjectUrl, RemoteError> {
+    let (id, name) = split_name(s, rest)?;
+    let runtime: RuntimeId = id.parse().map_err(|_| {
+        invalid(
+            s,
+            "expected pipe://RUNTIME, RUNTIME being the full id of a parent or child runtime",
+        )
+    })?;
+    Ok(ObjectUrl {
+        endpoint: Endpoint::Pipe { runtime },
         name: name.map(str::to_string),
     })
 }
@@ -261,6 +350,25 @@ mod tests {
         for bad in ["unix://relative.sock", "unix:///", "unix:///a.sock#"] {
             assert!(bad.parse::<ObjectUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_fifo_shm_and_pipe_endpoints() {
+        let f: ObjectUrl = "fifo:///tmp/app#counter".parse().unwrap();
+        assert_eq!(f.endpoint, Endpoint::fifo("/tmp/app"));
+        assert_eq!(f.to_string(), "fifo:///tmp/app#counter");
+        let m: Endpoint = "shm:///tmp/app.shm".parse().unwrap();
+        assert_eq!(m, Endpoint::shm("/tmp/app.shm"));
+        assert_eq!(m.to_string(), "shm:///tmp/app.shm");
+        let id = RuntimeId::random();
+        let p: ObjectUrl = format!("pipe://{}#x", id.full()).parse().unwrap();
+        assert_eq!(p.endpoint, Endpoint::Pipe { runtime: id });
+        assert_eq!(p.to_string(), format!("pipe://{}#x", id.full()));
+        for bad in ["fifo://rel", "shm:///", "pipe://nope", "pipe://"] {
+            assert!(bad.parse::<ObjectUrl>().is_err(), "{bad}");
+        }
+        assert!(m.cost_rank() < Endpoint::unix("/x").cost_rank());
+        assert!(Endpoint::unix("/x").cost_rank() < Endpoint::tcp("h", 1).cost_rank());
     }
 
     #[test]

@@ -29,7 +29,28 @@ impl RuntimeId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// The whole id as 32 hex digits (`Display` shows only the first 8).
+    pub fn full(&self) -> String {
+        self.0.simple().to_string()
+    }
 }
+
+impl std::str::FromStr for RuntimeId {
+    type Err = InvalidRuntimeId;
+
+    /// Parses the 32 hex digits of [`full`](Self::full) (hyphenated forms are accepted too).
+    fn from_str(s: &str) -> Result<Self, InvalidRuntimeId> {
+        uuid::Uuid::parse_str(s)
+            .map(RuntimeId)
+            .map_err(|_| InvalidRuntimeId(s.to_string()))
+    }
+}
+
+/// A text that is not a runtime id (32 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a runtime id (32 hex digits)")]
+pub struct InvalidRuntimeId(pub String);
 
 impl fmt::Display for RuntimeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -79,7 +79,7 @@ pub use context::{Caller, with_timeout};
 pub use endpoint::{Endpoint, ObjectUrl};
 pub use error::RemoteError;
 pub use frame::DEFAULT_MAX_FRAME;
-pub use id::{ObjId, RuntimeId};
+pub use id::{InvalidRuntimeId, ObjId, RuntimeId};
 pub use lease::DEFAULT_LEASE;
 pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};

@@ -48,6 +48,14 @@ pub(crate) async fn bind(
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
+        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} endpoints are not supported yet", ep.scheme()),
+        )),
+        Endpoint::Pipe { .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "nobody listens on a pipe endpoint: a parent starts its child with Runtime::spawn_child",
+        )),
     }
 }
 
@@ -56,5 +64,13 @@ pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
         Endpoint::Unix { path } => unix::connect(path).await,
+        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} endpoints are not supported yet", ep.scheme()),
+        )),
+        Endpoint::Pipe { runtime } => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("no pipe to runtime {runtime}: only its parent or child can reach it this way"),
+        )),
     }
 }
