@@ -106,6 +106,7 @@ pub mod __private {
     pub use crate::remote::{Interface, Wrap};
     pub use crate::schema::{ArgSchema, InterfaceSchema, MethodSchema};
     pub use crate::stub::StubHandle;
+    pub use crate::transport::RawLink;
     pub use async_trait::async_trait;
     pub use std::borrow::Cow;
 }

@@ -14,22 +14,28 @@ const STARTUP: Duration = Duration::from_secs(20);
 pub(crate) enum Transport {
     Tcp,
     Unix,
+    Fifo,
 }
 
 impl Transport {
-    /// What a server listens on for this transport (a fresh socket path for Unix).
+    /// What a server listens on for this transport (a fresh path for the local ones).
     pub(crate) fn listen(self) -> String {
         match self {
             Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
-            Transport::Unix => {
-                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("oxrmi-test-{}-{n}.sock", std::process::id()));
-                format!("unix://{}", path.display())
-            }
+            Transport::Unix => format!("unix://{}", fresh_path("sock")),
+            Transport::Fifo => format!("fifo://{}", fresh_path("fifo")),
         }
     }
+}
+
+/// A fresh path in the temporary directory, unique to this process.
+pub(crate) fn fresh_path(suffix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir()
+        .join(format!("oxrmi-test-{}-{n}.{suffix}", std::process::id()))
+        .display()
+        .to_string()
 }
 
 /// Runs a behaviour body over every transport: `behaviour!(name, |t| async move { .. })`
@@ -49,6 +55,12 @@ macro_rules! behaviour {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn unix() {
                 let $t = $crate::harness::Transport::Unix;
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fifo() {
+                let $t = $crate::harness::Transport::Fifo;
                 $body.await
             }
         }
@@ -137,9 +149,10 @@ impl Peer {
         let _ = self.child.kill().await;
     }
 
-    /// The socket file of a peer listening on a Unix socket.
-    fn socket_file(&self) -> Option<&str> {
-        self.first_line.strip_prefix("unix://")
+    /// The file of a peer listening on a local transport.
+    fn socket_file(&self) -> Option<String> {
+        let ep: oxrmi::Endpoint = self.first_line.parse().ok()?;
+        ep.path().map(str::to_string)
     }
 
     /// Writes a line to the child's standard input.

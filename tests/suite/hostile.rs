@@ -3,31 +3,21 @@
 
 use std::time::Duration;
 
+use oxrmi::__private::RawLink;
 use oxrmi::Remote;
 use oxrmi_tests::Counter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::harness::{Peer, behaviour};
 
-/// A raw byte stream, over whichever transport the server listens on.
-trait RawStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawStream for T {}
-
-/// Connects a raw socket to the peer's endpoint.
-async fn raw(server: &Peer) -> Box<dyn RawStream> {
-    let endpoint = server.endpoint();
-    if let Some(addr) = endpoint.strip_prefix("tcp://") {
-        Box::new(TcpStream::connect(addr).await.unwrap())
-    } else if let Some(path) = endpoint.strip_prefix("unix://") {
-        Box::new(tokio::net::UnixStream::connect(path).await.unwrap())
-    } else {
-        panic!("no raw connection for {endpoint}")
-    }
+/// Connects a raw byte stream (the transport, without our handshake) to the peer's endpoint.
+async fn raw(server: &Peer) -> RawLink {
+    let endpoint: oxrmi::Endpoint = server.endpoint().parse().unwrap();
+    RawLink::connect(&endpoint).await.unwrap()
 }
 
 /// Reads everything until the server closes, bounded in time; a hang fails the test.
-async fn read_to_close(s: &mut Box<dyn RawStream>) -> Vec<u8> {
+async fn read_to_close(s: &mut RawLink) -> Vec<u8> {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut buf = [0u8; 4096];

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
+pub(crate) mod fifo;
 pub(crate) mod tcp;
 pub(crate) mod unix;
 
@@ -48,7 +49,8 @@ pub(crate) async fn bind(
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
-        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+        Endpoint::Fifo { path } => Ok(Box::new(fifo::FifoTransport::bind(path, unix_access)?)),
+        Endpoint::Shm { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} endpoints are not supported yet", ep.scheme()),
         )),
@@ -64,7 +66,8 @@ pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
         Endpoint::Unix { path } => unix::connect(path).await,
-        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+        Endpoint::Fifo { path } => fifo::connect(path).await,
+        Endpoint::Shm { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} endpoints are not supported yet", ep.scheme()),
         )),
@@ -72,5 +75,58 @@ pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
             io::ErrorKind::NotConnected,
             format!("no pipe to runtime {runtime}: only its parent or child can reach it this way"),
         )),
+    }
+}
+
+/// A connected byte stream on any transport, below the protocol: what a hostile peer in the
+/// tests speaks. Not a public API.
+#[doc(hidden)]
+pub struct RawLink {
+    reader: BoxRead,
+    writer: BoxWrite,
+}
+
+impl RawLink {
+    /// Connects to `ep` at the transport level only (no handshake is sent).
+    pub async fn connect(ep: &Endpoint) -> io::Result<RawLink> {
+        let link = connect(ep).await?;
+        Ok(RawLink {
+            reader: link.reader,
+            writer: link.writer,
+        })
+    }
+}
+
+impl AsyncRead for RawLink {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RawLink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_shutdown(cx)
     }
 }

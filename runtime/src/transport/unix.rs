@@ -46,7 +46,7 @@ pub(crate) struct UnixTransport {
 }
 
 /// The user this process runs as: the owner of `/proc/self`.
-fn own_uid() -> io::Result<u32> {
+pub(super) fn own_uid() -> io::Result<u32> {
     Ok(std::fs::metadata("/proc/self")?.uid())
 }
 
