@@ -70,6 +70,8 @@ pub(crate) struct ConnInner {
     running: Mutex<IdMap<u64, AbortHandle>>,
     next_call: AtomicU64,
     closed: AtomicBool,
+    /// Turns true when the connection closes, for whoever waits on [`Connection::closed`].
+    gone: tokio::sync::watch::Sender<bool>,
     /// The tokio runtime this connection's tasks run on.
     handle: tokio::runtime::Handle,
     max_frame: usize,
@@ -299,6 +301,14 @@ impl Connection {
             let _ = tokio::time::timeout(FLUSH_ON_CLOSE, outbox.close()).await;
         });
         rt.conns.remove(self);
+        self.inner.gone.send_replace(true);
+    }
+
+    /// Resolves once the connection has closed.
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.inner.gone.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot fail while we hold it.
+        let _ = rx.wait_for(|gone| *gone).await;
     }
 }
 
@@ -433,6 +443,7 @@ pub(crate) async fn establish(
             running: Mutex::default(),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            gone: tokio::sync::watch::Sender::new(false),
             handle: rt.handle.clone(),
             max_frame: max,
             calls_sent: AtomicU64::new(0),

@@ -78,6 +78,8 @@ impl ObjId {
     pub const LEASES: ObjId = ObjId(2);
     /// The introspection service every runtime serves (`oxrmi ipcs`).
     pub const INTROSPECT: ObjId = ObjId(3);
+    /// The bootstrap service through which a parent and its child find each other's objects.
+    pub const BOOTSTRAP: ObjId = ObjId(4);
     /// The first id handed out to ordinary exported objects; ids below are reserved for
     /// well-known objects (registry, introspection).
     pub(crate) const FIRST_DYNAMIC: u64 = 16;

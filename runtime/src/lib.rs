@@ -53,6 +53,7 @@
 extern crate self as oxrmi;
 
 pub mod blocking;
+mod child;
 mod connection;
 mod context;
 mod dispatch;
@@ -75,6 +76,7 @@ mod stub;
 mod transport;
 mod unwind;
 
+pub use child::{Bootstrap, ChildProcess};
 pub use context::{Caller, with_timeout};
 pub use endpoint::{Endpoint, ObjectUrl};
 pub use error::RemoteError;

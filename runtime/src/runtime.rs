@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::RemoteError;
+use crate::child::{self, Bootstrap, BootstrapService};
 use crate::connection::{self, Connection};
 use crate::endpoint::{Endpoint, ObjectUrl};
 use crate::frame::DEFAULT_MAX_FRAME;
@@ -51,6 +52,8 @@ pub(crate) struct Config {
     pub(crate) lease: Duration,
     /// Who may connect to this runtime's Unix socket endpoints.
     pub(crate) unix_access: UnixAccess,
+    /// Whether a runtime started with `parent_pipe` ends its process when the parent goes.
+    pub(crate) exit_with_parent: bool,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             registry_remote_writes: false,
             lease: DEFAULT_LEASE,
             unix_access: UnixAccess::default(),
+            exit_with_parent: true,
         }
     }
 }
@@ -84,6 +88,8 @@ impl Default for Config {
 pub struct RuntimeBuilder {
     listen: Vec<String>,
     registry: bool,
+    parent_pipe: bool,
+    bootstrap: Option<AnyRemote>,
     config: Config,
 }
 
@@ -159,6 +165,29 @@ impl RuntimeBuilder {
         self
     }
 
+    /// In a process started by [`Runtime::spawn_child`]: talk to the parent over stdin and
+    /// stdout (see [`Runtime::parent_bootstrap`]). `start` fails if the process was not started
+    /// that way. From then on fd 1 is standard error and fd 0 is `/dev/null`.
+    pub fn parent_pipe(mut self) -> Self {
+        self.parent_pipe = true;
+        self
+    }
+
+    /// Whether a runtime built with [`parent_pipe`](Self::parent_pipe) ends the process (exit
+    /// status 0) when the parent goes (default true).
+    pub fn exit_with_parent(mut self, exit: bool) -> Self {
+        self.config.exit_with_parent = exit;
+        self
+    }
+
+    /// The object this runtime offers its parent or its children over their pipes
+    /// ([`ChildProcess::bootstrap`](crate::ChildProcess::bootstrap),
+    /// [`Runtime::parent_bootstrap`]). It can be replaced later with [`Runtime::set_bootstrap`].
+    pub fn bootstrap(mut self, object: impl Into<AnyRemote>) -> Self {
+        self.bootstrap = Some(object.into());
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -199,8 +228,15 @@ impl RuntimeBuilder {
             registry: self
                 .registry
                 .then(|| Arc::new(RegistryService::new(remote_writes))),
+            bootstrap: Arc::new(BootstrapService::default()),
+            parent: Mutex::new(None),
             stop,
         });
+        inner.bootstrap.set(self.bootstrap);
+        let bootstrap: Remote<dyn Bootstrap> = Remote::from_arc(inner.bootstrap.clone());
+        inner
+            .objects
+            .export_as(ObjId::BOOTSTRAP, bootstrap.into_any().exported());
         if let Some(reg) = &inner.registry {
             let handle: Remote<dyn Registry> = Remote::from_arc(reg.clone());
             let any = handle.into_any();
@@ -226,6 +262,10 @@ impl RuntimeBuilder {
         for l in listeners {
             inner.handle.spawn(accept_loop(inner.clone(), l));
         }
+        if self.parent_pipe {
+            let parent = child::connect_parent(&inner, inner.config.exit_with_parent).await?;
+            *inner.parent.lock().unwrap_or_else(PoisonError::into_inner) = Some(parent);
+        }
         tracing::info!(runtime = %inner.id, endpoints = ?inner.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(), "runtime started");
         Ok(Runtime { inner })
     }
@@ -246,6 +286,10 @@ pub(crate) struct RuntimeInner {
     pub(crate) holdings: Holdings,
     pub(crate) conns: ConnTable,
     registry: Option<Arc<RegistryService>>,
+    /// The object offered to a parent or children over their pipes.
+    bootstrap: Arc<BootstrapService>,
+    /// The parent's runtime, in a child started with `spawn_child`.
+    pub(crate) parent: Mutex<Option<RuntimeId>>,
     stop: watch::Sender<bool>,
 }
 
@@ -441,7 +485,7 @@ impl ConnTable {
         self.lock().gates.entry(ep.clone()).or_default().clone()
     }
 
-    fn insert(&self, conn: Connection, dialled: Option<Endpoint>) {
+    pub(crate) fn insert(&self, conn: Connection, dialled: Option<Endpoint>) {
         if conn.is_closed() {
             return;
         }
@@ -550,6 +594,11 @@ impl Runtime {
     /// The endpoints this runtime listens on, port 0 resolved.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.inner.endpoints.clone()
+    }
+
+    /// Replaces the object this runtime offers its parent or children over their pipes.
+    pub fn set_bootstrap(&self, object: impl Into<AnyRemote>) {
+        self.inner.bootstrap.set(Some(object.into()));
     }
 
     /// How many objects this runtime exports (the registry included).

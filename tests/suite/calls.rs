@@ -60,6 +60,7 @@ behaviour!(large_arguments_travel_as_bytes, |t| async move {
 
 behaviour!(
     a_frame_over_the_limit_is_refused_before_sending,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let client = oxrmi::Runtime::builder()

@@ -30,24 +30,28 @@ behaviour!(an_expired_deadline_cancels_the_handler, |t| async move {
     assert!(stopped, "the server kept running the abandoned handler");
 });
 
-behaviour!(the_runtime_default_deadline_applies, |t| async move {
-    let server = Peer::serve(t).await;
-    let client = oxrmi::Runtime::builder()
-        .call_timeout(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    let counter: Remote<dyn Counter> = client.lookup_url(&server.url("counter")).await.unwrap();
-    let r = counter.sleep(10_000).await;
-    assert!(
-        matches!(r, Err(RemoteError::Timeout { millis: 200 })),
-        "{r:?}"
-    );
-    // A deadline longer than the work lets it finish.
-    oxrmi::with_timeout(Duration::from_secs(5), counter.sleep(10))
-        .await
-        .unwrap();
-});
+behaviour!(
+    the_runtime_default_deadline_applies,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        let client = oxrmi::Runtime::builder()
+            .call_timeout(Duration::from_millis(200))
+            .start()
+            .await
+            .unwrap();
+        let counter: Remote<dyn Counter> = client.lookup_url(&server.url("counter")).await.unwrap();
+        let r = counter.sleep(10_000).await;
+        assert!(
+            matches!(r, Err(RemoteError::Timeout { millis: 200 })),
+            "{r:?}"
+        );
+        // A deadline longer than the work lets it finish.
+        oxrmi::with_timeout(Duration::from_secs(5), counter.sleep(10))
+            .await
+            .unwrap();
+    }
+);
 
 behaviour!(the_server_deadline_travels_with_the_call, |t| async move {
     let server = Peer::serve(t).await;
@@ -64,6 +68,7 @@ behaviour!(the_server_deadline_travels_with_the_call, |t| async move {
 
 behaviour!(
     a_caller_that_dies_mid_call_stops_the_handler,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let mut caller = Peer::start(&["sleep", &server.url("counter"), "60000"]).await;
@@ -81,6 +86,7 @@ behaviour!(
 
 behaviour!(
     a_zero_buffer_one_way_call_waits_for_receipt,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let buffered = oxrmi::Runtime::builder().start().await.unwrap();

@@ -15,6 +15,8 @@ pub(crate) enum Transport {
     Tcp,
     Unix,
     Fifo,
+    /// A child started with `spawn_child` by the test's default runtime, over its pipes.
+    Pipe,
 }
 
 impl Transport {
@@ -24,6 +26,7 @@ impl Transport {
             Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
             Transport::Unix => format!("unix://{}", fresh_path("sock")),
             Transport::Fifo => format!("fifo://{}", fresh_path("fifo")),
+            Transport::Pipe => "pipe:".to_string(),
         }
     }
 }
@@ -39,13 +42,33 @@ pub(crate) fn fresh_path(suffix: &str) -> String {
 }
 
 /// Runs a behaviour body over every transport: `behaviour!(name, |t| async move { .. })`
-/// makes a module `name` with one `#[tokio::test]` per transport.
+/// makes a module `name` with one `#[tokio::test]` per transport. A behaviour that needs a
+/// third process to reach the server by its endpoint (which a child's pipes are not) says
+/// `behaviour!(name, addressable, |t| ..)` and runs on every other transport.
 macro_rules! behaviour {
     ($name:ident, |$t:ident| $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
+            $crate::harness::behaviour!(@addressable $t, $body);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pipe() {
+                let $t = $crate::harness::Transport::Pipe;
+                $body.await
+            }
+        }
+    };
+    ($name:ident, addressable, |$t:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::harness::behaviour!(@addressable $t, $body);
+        }
+    };
+    (@addressable $t:ident, $body:expr) => {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn tcp() {
                 let $t = $crate::harness::Transport::Tcp;
@@ -63,7 +86,6 @@ macro_rules! behaviour {
                 let $t = $crate::harness::Transport::Fifo;
                 $body.await
             }
-        }
     };
 }
 pub(crate) use behaviour;
@@ -73,14 +95,22 @@ pub(crate) fn peer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxrmi-test-peer")
 }
 
-/// A child process running `oxrmi-test-peer`. Killed when dropped, and its Unix socket file
+/// A child process running `oxrmi-test-peer`. Killed when dropped, and its socket file
 /// (which a killed process cannot remove) removed.
 pub(crate) struct Peer {
-    pub(crate) child: Child,
+    child: Proc,
     /// Kept open: the child serves until its standard input closes.
     stdin: Option<ChildStdin>,
     /// The first line the child printed, minus `listening on ` where present.
     pub(crate) first_line: String,
+}
+
+/// How a peer process was started.
+enum Proc {
+    /// As an ordinary child of the test process.
+    Os(Child),
+    /// With `spawn_child` by the default runtime: its stdin and stdout are oxrmi's pipes.
+    Piped(oxrmi::ChildProcess),
 }
 
 impl Peer {
@@ -109,22 +139,50 @@ impl Peer {
             .unwrap_or(&line)
             .to_string();
         Peer {
-            child,
+            child: Proc::Os(child),
             stdin,
             first_line,
         }
     }
 
+    /// Starts `oxrmi-test-peer serve-child ARGS..` as a child of the default runtime, over pipes.
+    pub(crate) async fn spawn_child(args: &[&str]) -> Peer {
+        let mut cmd = std::process::Command::new(peer_bin());
+        cmd.arg("serve-child").args(args);
+        let child = oxrmi::default_runtime()
+            .spawn_child(cmd)
+            .await
+            .expect("spawn_child oxrmi-test-peer");
+        // The child offers its counter once everything is bound: wait for it.
+        let _ready: oxrmi::Remote<dyn oxrmi_tests::Counter> = child
+            .bootstrap()
+            .await
+            .expect("the child's bootstrap object");
+        Peer {
+            first_line: child.endpoint().to_string(),
+            child: Proc::Piped(child),
+            stdin: None,
+        }
+    }
+
     /// A server with a registry holding `counter` and `versioned`.
     pub(crate) async fn serve(t: Transport) -> Peer {
-        Peer::start(&["serve", &t.listen()]).await
+        match t {
+            Transport::Pipe => Peer::spawn_child(&[]).await,
+            _ => Peer::start(&["serve", &t.listen()]).await,
+        }
     }
 
     /// A server that grants leases of `lease`.
     pub(crate) async fn serve_with_lease(t: Transport, lease: Duration) -> Peer {
         let ms = lease.as_millis().to_string();
-        Peer::start(&["serve", &t.listen(), &ms]).await
+        match t {
+            Transport::Pipe => Peer::spawn_child(&[&ms]).await,
+            _ => Peer::start(&["serve", &t.listen(), &ms]).await,
+        }
     }
+
+
 
     /// The server's endpoint.
     pub(crate) fn endpoint(&self) -> &str {
@@ -141,12 +199,19 @@ impl Peer {
     }
 
     pub(crate) fn pid(&self) -> i32 {
-        self.child.id().expect("the peer is running") as i32
+        let pid = match &self.child {
+            Proc::Os(c) => c.id(),
+            Proc::Piped(c) => c.pid(),
+        };
+        pid.expect("the peer is running") as i32
     }
 
     /// Kills the process (SIGKILL) and reaps it.
     pub(crate) async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+        let _ = match &mut self.child {
+            Proc::Os(c) => c.kill().await,
+            Proc::Piped(c) => c.kill().await,
+        };
     }
 
     /// The file of a peer listening on a local transport.
@@ -169,7 +234,10 @@ impl Peer {
     /// Closes the child's stdin (it stops serving) and waits for it to exit.
     pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+        let Proc::Os(child) = &mut self.child else {
+            panic!("a peer over pipes stops when its parent goes");
+        };
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .expect("the peer did not exit in time")
             .expect("wait for the peer")

@@ -55,7 +55,7 @@ async fn still_serves(server: &Peer) {
     counter.add(1).await.unwrap();
 }
 
-behaviour!(random_bytes_are_refused, |t| async move {
+behaviour!(random_bytes_are_refused, addressable, |t| async move {
     let server = Peer::serve(t).await;
     let mut s = raw(&server).await;
     // Deterministic garbage (an LCG): not the magic, so refused at the preamble.
@@ -72,27 +72,32 @@ behaviour!(random_bytes_are_refused, |t| async move {
     still_serves(&server).await;
 });
 
-behaviour!(a_wrong_version_gets_an_error_frame, |t| async move {
-    let server = Peer::serve(t).await;
-    let mut s = raw(&server).await;
-    let mut hs = handshake();
-    hs[7] = 99;
-    s.write_all(&hs).await.unwrap();
-    let reply = read_to_close(&mut s).await;
-    assert!(
-        reply.starts_with(b"OXRMI\0\x00\x02"),
-        "the server sends its own preamble first"
-    );
-    assert!(
-        has_error_frame(&reply, "version 99"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    still_serves(&server).await;
-});
+behaviour!(
+    a_wrong_version_gets_an_error_frame,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        let mut s = raw(&server).await;
+        let mut hs = handshake();
+        hs[7] = 99;
+        s.write_all(&hs).await.unwrap();
+        let reply = read_to_close(&mut s).await;
+        assert!(
+            reply.starts_with(b"OXRMI\0\x00\x02"),
+            "the server sends its own preamble first"
+        );
+        assert!(
+            has_error_frame(&reply, "version 99"),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        still_serves(&server).await;
+    }
+);
 
 behaviour!(
     an_oversized_length_is_refused_before_allocation,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let mut s = raw(&server).await;
@@ -109,40 +114,52 @@ behaviour!(
     }
 );
 
-behaviour!(an_unknown_frame_kind_is_refused, |t| async move {
-    let server = Peer::serve(t).await;
-    let mut s = raw(&server).await;
-    let mut bytes = handshake();
-    bytes.extend_from_slice(&[0, 0, 0, 3, 0x7f, 0x00, 0x00]);
-    s.write_all(&bytes).await.unwrap();
-    let reply = read_to_close(&mut s).await;
-    assert!(
-        has_error_frame(&reply, "unknown frame kind"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    still_serves(&server).await;
-});
+behaviour!(
+    an_unknown_frame_kind_is_refused,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        let mut s = raw(&server).await;
+        let mut bytes = handshake();
+        bytes.extend_from_slice(&[0, 0, 0, 3, 0x7f, 0x00, 0x00]);
+        s.write_all(&bytes).await.unwrap();
+        let reply = read_to_close(&mut s).await;
+        assert!(
+            has_error_frame(&reply, "unknown frame kind"),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        still_serves(&server).await;
+    }
+);
 
-behaviour!(a_malformed_call_header_is_refused, |t| async move {
-    let server = Peer::serve(t).await;
-    let mut s = raw(&server).await;
-    let mut bytes = handshake();
-    // A call frame whose header is a string instead of an array.
-    bytes.extend_from_slice(&[0, 0, 0, 3, 0x02, 0xa1, b'x']);
-    s.write_all(&bytes).await.unwrap();
-    let reply = read_to_close(&mut s).await;
-    assert!(
-        has_error_frame(&reply, "malformed call header"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    still_serves(&server).await;
-});
+behaviour!(
+    a_malformed_call_header_is_refused,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        let mut s = raw(&server).await;
+        let mut bytes = handshake();
+        // A call frame whose header is a string instead of an array.
+        bytes.extend_from_slice(&[0, 0, 0, 3, 0x02, 0xa1, b'x']);
+        s.write_all(&bytes).await.unwrap();
+        let reply = read_to_close(&mut s).await;
+        assert!(
+            has_error_frame(&reply, "malformed call header"),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        still_serves(&server).await;
+    }
+);
 
-behaviour!(a_silent_peer_does_not_hold_the_server, |t| async move {
-    let server = Peer::serve(t).await;
-    // Connects and says nothing; others are served meanwhile.
-    let _silent = raw(&server).await;
-    still_serves(&server).await;
-});
+behaviour!(
+    a_silent_peer_does_not_hold_the_server,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        // Connects and says nothing; others are served meanwhile.
+        let _silent = raw(&server).await;
+        still_serves(&server).await;
+    }
+);

@@ -42,6 +42,7 @@ behaviour!(release_on_drop_counts_two_one_zero, |t| async move {
 
 behaviour!(
     a_killed_holder_loses_its_lease_and_the_drop_runs,
+    addressable,
     |t| async move {
         let server = Peer::serve_with_lease(t, SHORT_LEASE).await;
         let bank: Remote<dyn Bank> = oxrmi::lookup(&server.url("bank")).await.unwrap();
@@ -60,6 +61,7 @@ behaviour!(
 
 behaviour!(
     a_reference_forwarded_and_dropped_in_flight_survives,
+    addressable,
     |t| async move {
         // The owner grants short leases; the forwarder (this process) drops its handle right after
         // sending it to a third process, which must get its own lease before anything is freed.
@@ -157,6 +159,7 @@ behaviour!(renewals_are_one_per_peer_not_per_handle, |t| async move {
 
 behaviour!(
     a_holder_whose_lease_lapsed_still_reaches_an_object_its_owner_keeps,
+    addressable,
     |t| async move {
         // The counter is bound in the server's own registry: handles in its process keep it alive,
         // so a holder that stalls past its lease (frozen here with SIGSTOP) can still call it.
@@ -187,6 +190,7 @@ behaviour!(
 
 behaviour!(
     a_runtime_that_shuts_down_releases_what_it_holds,
+    addressable,
     |t| async move {
         // The default lease (a minute): only the shutdown's releases can free the account in time.
         let server = Peer::serve(t).await;

@@ -1,8 +1,9 @@
 //! Cross-process tests: every test talks to at least one separate OS process
 //! (`oxrmi-test-peer`), over a real transport.
 //!
-//! Behaviour tests are written once and run per transport with [`behaviour!`]: TCP and Unix
-//! sockets today; new transports are added in `harness::Transport`.
+//! Behaviour tests are written once and run per transport with [`behaviour!`]: TCP, Unix
+//! sockets, FIFOs and a child's pipes (the pipes only where no third party needs to reach the
+//! server); new transports are added in `harness::Transport`.
 
 mod harness;
 
@@ -13,6 +14,7 @@ mod deadlines;
 mod errors;
 mod hostile;
 mod lifetimes;
+mod pipes;
 mod references;
 mod registry;
 mod remote_host;

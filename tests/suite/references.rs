@@ -6,21 +6,26 @@ use oxrmi_tests::{Hub, Listener, Recorder};
 
 use crate::harness::{Peer, behaviour};
 
-behaviour!(a_callback_needs_no_listening_port, |t| async move {
-    let server = Peer::serve(t).await;
-    // This runtime listens nowhere: the server's call back travels over our own connection.
-    let me = oxrmi::Runtime::builder().start().await.unwrap();
-    assert!(me.endpoints().is_empty());
-    let hub: Remote<dyn Hub> = me.lookup_url(&server.url("hub")).await.unwrap();
-    let listener = Remote::<dyn Listener>::new(Recorder::default());
-    hub.call_back(listener.clone(), "hello back".into())
-        .await
-        .unwrap();
-    assert_eq!(listener.seen().await.unwrap(), ["hello back"]);
-});
+behaviour!(
+    a_callback_needs_no_listening_port,
+    addressable,
+    |t| async move {
+        let server = Peer::serve(t).await;
+        // This runtime listens nowhere: the server's call back travels over our own connection.
+        let me = oxrmi::Runtime::builder().start().await.unwrap();
+        assert!(me.endpoints().is_empty());
+        let hub: Remote<dyn Hub> = me.lookup_url(&server.url("hub")).await.unwrap();
+        let listener = Remote::<dyn Listener>::new(Recorder::default());
+        hub.call_back(listener.clone(), "hello back".into())
+            .await
+            .unwrap();
+        assert_eq!(listener.seen().await.unwrap(), ["hello back"]);
+    }
+);
 
 behaviour!(
     a_reference_that_comes_home_is_the_local_object,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let me = oxrmi::Runtime::builder().start().await.unwrap();
@@ -42,6 +47,7 @@ behaviour!(
 
 behaviour!(
     references_nested_in_values_travel_by_reference,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let me = oxrmi::Runtime::builder().start().await.unwrap();
@@ -58,6 +64,7 @@ behaviour!(
 
 behaviour!(
     a_third_party_reaches_an_owner_that_advertises_an_endpoint,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let owner = Peer::start(&["keep", &server.url("hub"), "advertise"]).await;
@@ -77,6 +84,7 @@ behaviour!(
 
 behaviour!(
     a_third_party_gets_a_clear_error_when_the_owner_advertises_nothing,
+    addressable,
     |t| async move {
         let server = Peer::serve(t).await;
         let owner = Peer::start(&["keep", &server.url("hub"), "hidden"]).await;

@@ -2,6 +2,12 @@
 //!
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve-child [LEASE_MS]`: as `serve`, in a child started by
+//!   `Runtime::spawn_child`, over its pipes; its bootstrap object is the counter.
+//! - `oxrmi-test-peer child-calls-parent TIMES`: in a child started by `Runtime::spawn_child`,
+//!   adds 1 to the parent's bootstrap counter TIMES times and exits.
+//! - `oxrmi-test-peer spawn-child`: starts a `serve-child` child, calls it, prints `child PID`,
+//!   and serves until its standard input closes.
 //! - `oxrmi-test-peer serve-open ENDPOINT UID`: as `serve`, with a Unix socket opened to user UID
 //!   (mode 0666, UID allowed).
 //! - `oxrmi-test-peer hold URL OWNER`: opens an account at the bank at URL, prints `holding`,
@@ -54,6 +60,42 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["serve-child", rest @ ..] => {
+            // Started by Runtime::spawn_child: serves the test objects over the pipes, offers
+            // the counter as its bootstrap object, and ends when the parent goes.
+            let mut builder = oxrmi::Runtime::builder().parent_pipe();
+            if let Some(ms) = rest.first() {
+                builder = builder.lease(std::time::Duration::from_millis(ms.parse()?));
+            }
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            let counter: Remote<dyn Counter> = rt.lookup("counter").await?;
+            rt.set_bootstrap(counter);
+            // Goes to standard error now: the pipes stay clean.
+            println!("serving the parent");
+            std::future::pending::<()>().await;
+        }
+        ["child-calls-parent", times] => {
+            // Started by Runtime::spawn_child: adds 1 to the parent's bootstrap counter TIMES
+            // times, then leaves.
+            let rt = oxrmi::Runtime::builder().parent_pipe().start().await?;
+            let counter: Remote<dyn Counter> = rt.parent_bootstrap().await?;
+            for _ in 0..times.parse::<u32>()? {
+                counter.add(1).await?;
+            }
+            rt.shutdown();
+        }
+        ["spawn-child"] => {
+            // A parent of a `serve-child`: prints the child's pid, then serves until its own
+            // stdin closes (or it is killed).
+            let rt = oxrmi::Runtime::builder().start().await?;
+            let mut cmd = std::process::Command::new(std::env::current_exe()?);
+            cmd.arg("serve-child");
+            let child = rt.spawn_child(cmd).await?;
+            let counter: Remote<dyn Counter> = child.bootstrap().await?;
+            counter.add(1).await?;
+            println!("child {}", child.pid().unwrap_or(0));
+            wait_for_stdin_eof().await;
         }
         ["sleep", url, millis] => {
             let counter: Remote<dyn Counter> = oxrmi::lookup(url).await?;
