@@ -102,10 +102,25 @@ fn render(r: &Report) -> String {
     out.push_str(&held.render());
 
     out.push_str("\nCONNECTIONS\n");
-    let mut conns = Table::new(&["PEER", "ADDRESS", "IN FLIGHT", "SERVING", "SENT", "SERVED"]);
+    let mut conns = Table::new(&[
+        "PEER",
+        "TRANSPORT",
+        "ADDRESS",
+        "IN FLIGHT",
+        "SERVING",
+        "SENT",
+        "SERVED",
+    ]);
     for c in &r.connections {
+        // `*` marks the connection new calls to that peer take (its cheapest live one).
+        let transport = if c.preferred {
+            format!("{}*", c.transport)
+        } else {
+            c.transport.clone()
+        };
         conns.push(vec![
             c.peer.clone(),
+            transport,
             c.address.clone(),
             c.calls_in_flight.to_string(),
             c.serving.to_string(),

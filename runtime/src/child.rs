@@ -168,6 +168,7 @@ impl Runtime {
             return Err(spawn_failed(io::Error::other("its pipes were not created")));
         };
         let link = Link {
+            scheme: "pipe",
             reader: Box::new(stdout),
             writer: Box::new(stdin),
             peer: format!("pipe child pid {pid}"),
@@ -269,6 +270,7 @@ pub(crate) async fn connect_parent(
         (r, w)
     };
     let link = Link {
+        scheme: "pipe",
         reader: Box::new(reader),
         writer: Box::new(writer),
         peer: format!(

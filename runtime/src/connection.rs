@@ -52,6 +52,8 @@ pub(crate) struct Connection {
 pub(crate) struct ConnInner {
     /// The peer runtime.
     pub(crate) peer: RuntimeId,
+    /// The transport's URL scheme.
+    pub(crate) scheme: &'static str,
     /// The peer's transport address.
     pub(crate) peer_addr: String,
     pub(crate) peer_is_local_host: bool,
@@ -97,6 +99,11 @@ impl Connection {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// How cheap calls over this connection are (see [`Endpoint::cost_rank`]).
+    pub(crate) fn cost_rank(&self) -> u8 {
+        crate::endpoint::scheme_rank(self.inner.scheme)
     }
 
     pub(crate) fn max_frame(&self) -> usize {
@@ -375,6 +382,7 @@ pub(crate) async fn establish(
     let Link {
         reader,
         mut writer,
+        scheme,
         peer,
         local_host,
         peer_is_local_host,
@@ -433,6 +441,7 @@ pub(crate) async fn establish(
     let conn = Connection {
         inner: Arc::new(ConnInner {
             peer: theirs.runtime,
+            scheme,
             peer_addr: peer,
             peer_is_local_host,
             local_host,

@@ -100,13 +100,7 @@ impl Endpoint {
     /// parent or child, Unix sockets, FIFOs, and TCP last. A client picks the cheapest endpoint
     /// of a runtime on its own host.
     pub fn cost_rank(&self) -> u8 {
-        match self {
-            Endpoint::Shm { .. } => 0,
-            Endpoint::Pipe { .. } => 1,
-            Endpoint::Unix { .. } => 2,
-            Endpoint::Fifo { .. } => 3,
-            Endpoint::Tcp { .. } => 4,
-        }
+        scheme_rank(self.scheme())
     }
 }
 
@@ -151,6 +145,17 @@ impl FromStr for Endpoint {
                 "an endpoint has no path; did you mean an object URL?",
             )),
         }
+    }
+}
+
+/// The cost rank of a transport by its URL scheme (see [`Endpoint::cost_rank`]).
+pub(crate) fn scheme_rank(scheme: &str) -> u8 {
+    match scheme {
+        "shm" => 0,
+        "pipe" => 1,
+        "unix" => 2,
+        "fifo" => 3,
+        _ => 4,
     }
 }
 

@@ -96,6 +96,12 @@ pub struct ConnectionReport {
     pub calls_sent: u64,
     /// Calls served since the connection opened.
     pub calls_served: u64,
+    /// The transport (`tcp`, `unix`, `fifo`, `shm`, `pipe`).
+    #[serde(default)]
+    pub transport: String,
+    /// Whether new calls to that peer take this connection (its cheapest live one).
+    #[serde(default)]
+    pub preferred: bool,
 }
 
 /// The introspection service of one runtime.
@@ -167,6 +173,8 @@ pub(crate) fn report(rt: &RuntimeInner) -> Report {
                 serving: c.serving() as u64,
                 calls_sent: i.calls_sent.load(Ordering::Relaxed),
                 calls_served: i.calls_served.load(Ordering::Relaxed),
+                transport: i.scheme.to_string(),
+                preferred: rt.conns.connection(i.peer).is_some_and(|p| p.same(&c)),
             }
         })
         .collect();

@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) unix_access: UnixAccess,
     /// Whether a runtime started with `parent_pipe` ends its process when the parent goes.
     pub(crate) exit_with_parent: bool,
+    /// The only transport used to reach runtimes found through references, if pinned.
+    pub(crate) pinned_transport: Option<&'static str>,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             lease: DEFAULT_LEASE,
             unix_access: UnixAccess::default(),
             exit_with_parent: true,
+            pinned_transport: None,
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct RuntimeBuilder {
     registry: bool,
     parent_pipe: bool,
     bootstrap: Option<AnyRemote>,
+    pin: Option<String>,
     config: Config,
 }
 
@@ -188,6 +192,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Reaches other runtimes only over `scheme` (`tcp`, `unix`, `fifo` or `shm`) when they are
+    /// found through references, instead of the cheapest endpoint each offers. URLs given
+    /// explicitly (`lookup_url`, `registry_at`) are dialled as written. `start` fails on an
+    /// unknown scheme.
+    pub fn pin_transport(mut self, scheme: &str) -> Self {
+        self.pin = Some(scheme.to_string());
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -199,9 +212,22 @@ impl RuntimeBuilder {
     }
 
     pub(crate) async fn start_on(
-        self,
+        mut self,
         handle: tokio::runtime::Handle,
     ) -> Result<Runtime, RemoteError> {
+        if let Some(pin) = &self.pin {
+            const PINNABLE: [&str; 4] = ["tcp", "unix", "fifo", "shm"];
+            let scheme =
+                PINNABLE
+                    .into_iter()
+                    .find(|s| s == pin)
+                    .ok_or_else(|| RemoteError::Setup {
+                        reason: format!(
+                            "cannot pin transport `{pin}` (known: tcp, unix, fifo, shm)"
+                        ),
+                    })?;
+            self.config.pinned_transport = Some(scheme);
+        }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         for text in &self.listen {
             let ep: Endpoint = text.parse()?;
@@ -317,50 +343,118 @@ impl RuntimeInner {
         self.advertised_for(conn.and_then(|c| c.info().local_host.as_deref()))
     }
 
+    /// Whether `conn` is as cheap a path to its peer as `endpoints` (the peer's) offer, and of
+    /// the pinned transport if one is: a stub may keep using it without asking [`connect`].
+    ///
+    /// [`connect`]: Self::connect
+    pub(crate) fn is_cheapest(&self, conn: &Connection, endpoints: &[String]) -> bool {
+        if let Some(pin) = self.config.pinned_transport {
+            return conn.info().scheme == pin;
+        }
+        endpoints
+            .iter()
+            .filter_map(|e| e.parse::<Endpoint>().ok())
+            .all(|e| e.cost_rank() >= conn.cost_rank())
+    }
+
     /// A connection to the runtime `runtime` (if known) at one of `endpoints`, reusing a live one.
+    ///
+    /// The cheapest path wins: endpoints are tried cheapest first (shared memory, Unix socket,
+    /// FIFO, TCP: [`Endpoint::cost_rank`]), falling back to the next when one fails. A local
+    /// endpoint of another host cannot be mistaken for the owner's: the handshake names the
+    /// runtime that answered, and a different one is passed over. A live connection to the
+    /// runtime is reused, except that once per runtime a cheaper endpoint than the connection's
+    /// transport is tried (a lookup over `tcp://` of an object whose owner is on this host moves
+    /// its calls to shared memory). With [`RuntimeBuilder::pin_transport`] only endpoints of
+    /// that transport are used.
     pub(crate) async fn connect(
         self: &Arc<Self>,
         runtime: Option<RuntimeId>,
         endpoints: &[String],
         describe: impl Fn() -> String,
     ) -> Result<Connection, RemoteError> {
-        if let Some(id) = runtime {
-            if id == self.id {
-                return Err(RemoteError::NoSuchObject { object: describe() });
-            }
-            if let Some(c) = self.conns.by_runtime(id) {
-                return Ok(c);
+        let mut last = None;
+        let mut candidates: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+        for text in endpoints {
+            match text.parse::<Endpoint>() {
+                Ok(ep) => candidates.push(ep),
+                Err(e) => last = Some(e),
             }
         }
-        let mut last = None;
-        for text in endpoints {
-            let ep: Endpoint = match text.parse() {
-                Ok(ep) => ep,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            match self.dial(&ep).await {
+        // Endpoints given explicitly (no runtime known yet) are dialled as given, in order.
+        if runtime.is_some() {
+            if let Some(pin) = self.config.pinned_transport {
+                candidates.retain(|ep| ep.scheme() == pin);
+            }
+            candidates.sort_by_key(Endpoint::cost_rank);
+        }
+        let existing = match runtime {
+            Some(id) if id == self.id => {
+                return Err(RemoteError::NoSuchObject { object: describe() });
+            }
+            Some(id) => self.conns.by_runtime(id),
+            None => None,
+        };
+        if let (Some(c), Some(id)) = (&existing, runtime) {
+            let pinned_elsewhere = self
+                .config
+                .pinned_transport
+                .is_some_and(|pin| c.info().scheme != pin);
+            let cheaper = candidates
+                .first()
+                .is_some_and(|ep| ep.cost_rank() < c.cost_rank());
+            let try_cheaper = cheaper && self.conns.first_upgrade(id);
+            if !pinned_elsewhere && !try_cheaper {
+                return Ok(c.clone());
+            }
+            candidates.retain(|ep| ep.cost_rank() < c.cost_rank() || pinned_elsewhere);
+        }
+        for ep in &candidates {
+            match self.dial(ep).await {
                 Ok(c) => {
                     if let Some(id) = runtime
                         && c.peer() != id
                     {
-                        // Another runtime answers there now: the owner restarted or moved.
-                        return Err(RemoteError::NoSuchObject {
+                        // Another runtime answers there: the owner restarted or moved, or the
+                        // path names something on another host.
+                        tracing::debug!(%ep, answered = %c.peer(), expected = %id, "passed over an endpoint");
+                        last = Some(RemoteError::NoSuchObject {
                             object: format!(
                                 "{} (its runtime is gone; {} answers at {ep})",
                                 describe(),
                                 c.peer()
                             ),
                         });
+                        continue;
+                    }
+                    if let Some(old) = &existing {
+                        tracing::info!(peer = %c.peer(), from = old.info().scheme, to = %ep, "moved to a cheaper transport");
                     }
                     return Ok(c);
                 }
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    tracing::debug!(%ep, error = %e, "endpoint failed; trying the next");
+                    last = Some(e);
+                }
             }
         }
-        Err(last.unwrap_or_else(|| RemoteError::Unreachable { object: describe() }))
+        match existing {
+            Some(c) if self.config.pinned_transport.is_none() => Ok(c),
+            _ => Err(last.unwrap_or_else(|| match self.config.pinned_transport {
+                Some(pin) => RemoteError::Unreachable {
+                    object: format!(
+                        "{} (transport pinned to {pin}; its owner offers {})",
+                        describe(),
+                        if endpoints.is_empty() {
+                            "no endpoint".to_string()
+                        } else {
+                            endpoints.join(", ")
+                        }
+                    ),
+                },
+                None => RemoteError::Unreachable { object: describe() },
+            })),
+        }
     }
 
     /// A connection to whatever runtime listens at `ep`, reusing a live one.
@@ -400,7 +494,7 @@ impl RuntimeInner {
                 });
             }
         };
-        tracing::debug!(%ep, peer = %conn.peer(), "connected");
+        tracing::debug!(%ep, transport = ep.scheme(), peer = %conn.peer(), "connected");
         self.conns.insert(conn.clone(), Some(ep.clone()));
         Ok(conn)
     }
@@ -458,6 +552,8 @@ struct ConnMaps {
     by_runtime: HashMap<RuntimeId, Connection>,
     by_endpoint: HashMap<Endpoint, Connection>,
     gates: HashMap<Endpoint, Arc<tokio::sync::Mutex<()>>>,
+    /// Runtimes a move to a cheaper transport was tried for (once each).
+    upgrades_tried: std::collections::HashSet<RuntimeId>,
 }
 
 impl ConnTable {
@@ -490,12 +586,12 @@ impl ConnTable {
             return;
         }
         let mut m = self.lock();
-        // Keep an existing live connection to the same runtime as the one used for new calls
-        // (both ends dialling at once leaves two; either works).
+        // New calls to a runtime take its cheapest live connection; between two of the same
+        // transport (both ends dialled at once) the first stays: either works.
         m.by_runtime
             .entry(conn.peer())
             .and_modify(|c| {
-                if c.is_closed() {
+                if c.is_closed() || conn.cost_rank() < c.cost_rank() {
                     *c = conn.clone();
                 }
             })
@@ -503,6 +599,12 @@ impl ConnTable {
         if let Some(ep) = dialled {
             m.by_endpoint.insert(ep, conn);
         }
+    }
+
+    /// True the first time it is asked for runtime `id` while connected to it: one try at a
+    /// cheaper transport per runtime.
+    fn first_upgrade(&self, id: RuntimeId) -> bool {
+        self.lock().upgrades_tried.insert(id)
     }
 
     /// A live connection to the runtime `id`, if one is open.
@@ -519,6 +621,9 @@ impl ConnTable {
         let mut m = self.lock();
         m.by_runtime.retain(|_, c| !c.same(conn));
         m.by_endpoint.retain(|_, c| !c.same(conn));
+        if !m.by_runtime.contains_key(&conn.peer()) {
+            m.upgrades_tried.remove(&conn.peer());
+        }
     }
 
     pub(crate) fn all(&self) -> Vec<Connection> {

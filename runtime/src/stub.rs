@@ -174,7 +174,9 @@ impl StubHandle {
         }
         let inner = Arc::new(StubInner {
             rt: rt.clone(),
-            conn: Mutex::new(via.filter(|c| c.peer() == owner)),
+            conn: Mutex::new(
+                via.filter(|c| c.peer() == owner && rt.is_cheapest(c, &target.endpoints)),
+            ),
             target,
             lease: Some(Mutex::new(receipts)),
         });
@@ -206,7 +208,8 @@ impl StubHandle {
 
     /// A handle to an object outside lease accounting.
     fn unleased(rt: Arc<RuntimeInner>, target: ObjRef, via: Option<Connection>) -> Self {
-        let conn = via.filter(|c| Some(c.peer()) == target.runtime);
+        let conn = via
+            .filter(|c| Some(c.peer()) == target.runtime && rt.is_cheapest(c, &target.endpoints));
         StubHandle {
             inner: Arc::new(StubInner {
                 rt,

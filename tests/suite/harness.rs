@@ -182,8 +182,6 @@ impl Peer {
         }
     }
 
-
-
     /// The server's endpoint.
     pub(crate) fn endpoint(&self) -> &str {
         &self.first_line

@@ -14,6 +14,7 @@ mod deadlines;
 mod errors;
 mod hostile;
 mod lifetimes;
+mod path_choice;
 mod pipes;
 mod references;
 mod registry;

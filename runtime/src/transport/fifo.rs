@@ -170,6 +170,7 @@ impl FifoTransport {
         let keeper = pipe::OpenOptions::new().open_sender(up)?;
         tx.write_all(&[ACK]).await?;
         Ok(Link {
+            scheme: "fifo",
             reader: Box::new(Kept {
                 rx,
                 keeper: Some(keeper),
@@ -317,6 +318,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     }
     let tx = pipe::OpenOptions::new().open_sender(&up)?;
     Ok(Link {
+        scheme: "fifo",
         reader: Box::new(rx),
         writer: Box::new(tx),
         peer: format!("fifo {}", path.display()),

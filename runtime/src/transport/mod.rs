@@ -24,6 +24,8 @@ pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 pub(crate) struct Link {
     pub(crate) reader: BoxRead,
     pub(crate) writer: BoxWrite,
+    /// The transport's URL scheme (`tcp`, `unix`, `fifo`, `shm`, `pipe`).
+    pub(crate) scheme: &'static str,
     /// The peer's address, for logs and [`Caller`](crate::Caller).
     pub(crate) peer: String,
     /// The host part of the address the peer reached us at, when the transport has one: it

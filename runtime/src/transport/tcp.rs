@@ -48,6 +48,7 @@ fn link(stream: TcpStream) -> io::Result<Link> {
     let local = stream.local_addr()?;
     let (r, w) = stream.into_split();
     Ok(Link {
+        scheme: "tcp",
         reader: Box::new(r),
         writer: Box::new(w),
         peer: peer.to_string(),

@@ -128,6 +128,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
 fn link(stream: UnixStream, pid: Option<i32>) -> Link {
     let (r, w) = stream.into_split();
     Link {
+        scheme: "unix",
         reader: Box::new(r),
         writer: Box::new(w),
         peer: match pid {

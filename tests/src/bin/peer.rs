@@ -2,6 +2,8 @@
 //!
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
+//!   `listening on EP1 EP2 ..`.
 //! - `oxrmi-test-peer serve-child [LEASE_MS]`: as `serve`, in a child started by
 //!   `Runtime::spawn_child`, over its pipes; its bootstrap object is the counter.
 //! - `oxrmi-test-peer child-calls-parent TIMES`: in a child started by `Runtime::spawn_child`,
@@ -58,6 +60,18 @@ async fn main() -> anyhow::Result<()> {
             };
             let rt = oxrmi_tests::start_server(listen, lease).await?;
             println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-many", endpoints @ ..] => {
+            // As `serve`, listening on every endpoint given; prints them space-separated.
+            let mut builder = oxrmi::Runtime::builder();
+            for ep in endpoints {
+                builder = builder.listen(*ep);
+            }
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            let eps: Vec<String> = rt.endpoints().iter().map(ToString::to_string).collect();
+            println!("listening on {}", eps.join(" "));
             wait_for_stdin_eof().await;
             rt.shutdown();
         }
