@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
+pub(crate) mod shm;
 pub(crate) mod tcp;
 pub(crate) mod unix;
 
@@ -48,7 +49,8 @@ pub(crate) async fn bind(
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
-        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+        Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind(path, unix_access)?)),
+        Endpoint::Fifo { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} endpoints are not supported yet", ep.scheme()),
         )),
@@ -64,7 +66,8 @@ pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
         Endpoint::Unix { path } => unix::connect(path).await,
-        Endpoint::Fifo { .. } | Endpoint::Shm { .. } => Err(io::Error::new(
+        Endpoint::Shm { path } => shm::connect(path).await,
+        Endpoint::Fifo { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} endpoints are not supported yet", ep.scheme()),
         )),
