@@ -361,3 +361,32 @@ async fn a_silent_or_refused_client_does_not_block_others() {
         .unwrap();
     let _client_link = client.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_talk_over_shm() {
+    let path = temp_path("runtimes");
+    let server = crate::Runtime::builder()
+        .registry()
+        .listen(Endpoint::shm(path.clone()))
+        .start()
+        .await
+        .unwrap();
+    server
+        .bind("answer", server.registry_at(&Endpoint::shm(path.clone())))
+        .await
+        .unwrap();
+    let client = crate::Runtime::builder().start().await.unwrap();
+    let registry = client.registry_at(&Endpoint::shm(path.clone()));
+    let names: Vec<String> = registry
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["answer"]);
+    // A large payload both ways: a name of 1 MiB is refused by nobody but costs a full ring.
+    let long = "x".repeat(1 << 20);
+    let e = registry.lookup(long).await.err().expect("found a 1 MiB name");
+    drop(e);
+}
