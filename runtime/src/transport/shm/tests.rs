@@ -385,8 +385,8 @@ async fn two_runtimes_talk_over_shm() {
         .map(|b| b.name)
         .collect();
     assert_eq!(names, ["answer"]);
-    // A large payload both ways: a name of 1 MiB is refused by nobody but costs a full ring.
+    // A 1 MiB name: a frame half the size of a ring, through the rings both ways; the name
+    // is just not bound.
     let long = "x".repeat(1 << 20);
-    let e = registry.lookup(long).await.err().expect("found a 1 MiB name");
-    drop(e);
+    assert!(registry.lookup(long).await.is_err(), "found a 1 MiB name");
 }
