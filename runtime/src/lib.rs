@@ -47,7 +47,7 @@
 //!   format (`docs/PROTOCOL.md`); `transport`: TCP.
 //! - [`schema`]: machine-readable interface descriptions.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 // Generated code names `::oxrmi::...`; this makes those paths work inside this crate too.
 extern crate self as oxrmi;
@@ -109,6 +109,7 @@ pub mod __private {
     pub use crate::schema::{ArgSchema, InterfaceSchema, MethodSchema};
     pub use crate::stub::StubHandle;
     pub use crate::transport::RawLink;
+    pub use crate::transport::shm::testing as shm_testing;
     pub use async_trait::async_trait;
     pub use std::borrow::Cow;
 }

@@ -15,6 +15,7 @@ pub(crate) enum Transport {
     Tcp,
     Unix,
     Fifo,
+    Shm,
     /// A child started with `spawn_child` by the test's default runtime, over its pipes.
     Pipe,
 }
@@ -26,6 +27,7 @@ impl Transport {
             Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
             Transport::Unix => format!("unix://{}", fresh_path("sock")),
             Transport::Fifo => format!("fifo://{}", fresh_path("fifo")),
+            Transport::Shm => format!("shm://{}", fresh_path("shm")),
             Transport::Pipe => "pipe:".to_string(),
         }
     }
@@ -84,6 +86,12 @@ macro_rules! behaviour {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fifo() {
                 let $t = $crate::harness::Transport::Fifo;
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shm() {
+                let $t = $crate::harness::Transport::Shm;
                 $body.await
             }
     };

@@ -7,14 +7,21 @@ use oxrmi_tests::Counter;
 
 use crate::harness::{Peer, fresh_path};
 
-/// A server listening on TCP, a FIFO and a Unix socket, in that order.
+/// A server listening on TCP, a FIFO, a Unix socket and shared memory, in that order.
 async fn serve_on_everything() -> (Peer, Vec<String>) {
     let unix = format!("unix://{}", fresh_path("sock"));
     let fifo = format!("fifo://{}", fresh_path("fifo"));
-    let server = Peer::start(&["serve-many", "tcp://127.0.0.1:0", &fifo, &unix]).await;
+    let shm = format!("shm://{}", fresh_path("shm"));
+    let server = Peer::start(&["serve-many", "tcp://127.0.0.1:0", &fifo, &unix, &shm]).await;
     let eps: Vec<String> = server.first_line.split(' ').map(str::to_string).collect();
-    assert_eq!(eps.len(), 3, "{eps:?}");
+    assert_eq!(eps.len(), 4, "{eps:?}");
     (server, eps)
+}
+
+/// Removes the file of a local endpoint: connecting there fails from now on.
+fn break_endpoint(ep: &str) {
+    let ep: oxrmi::Endpoint = ep.parse().unwrap();
+    std::fs::remove_file(ep.path().unwrap()).unwrap();
 }
 
 /// The connection new calls to the server take, from the client's report.
@@ -37,7 +44,7 @@ async fn a_lookup_over_tcp_moves_calls_to_the_cheapest_local_transport() {
     assert_eq!(counter.add(2).await.unwrap(), 2);
     assert_eq!(counter.add(3).await.unwrap(), 5);
     let used = preferred(&client);
-    assert_eq!(used.transport, "unix", "{used:?}");
+    assert_eq!(used.transport, "shm", "{used:?}");
     assert!(used.calls_sent >= 2, "{used:?}");
     // The lookup itself went where the URL said.
     let r = client.report();
@@ -47,9 +54,10 @@ async fn a_lookup_over_tcp_moves_calls_to_the_cheapest_local_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_falls_back_to_the_next() {
     let (_server, eps) = serve_on_everything().await;
-    // The Unix socket's file disappears: that endpoint fails, the FIFO is next.
-    let unix: oxrmi::Endpoint = eps[2].parse().unwrap();
-    std::fs::remove_file(unix.path().unwrap()).unwrap();
+    // The files of the shared-memory and Unix endpoints disappear: shm fails, then unix, and
+    // the FIFO is next.
+    break_endpoint(&eps[3]);
+    break_endpoint(&eps[2]);
     let client = Runtime::builder().start().await.unwrap();
     let counter: Remote<dyn Counter> = client
         .lookup_url(&format!("{}/counter", eps[0]))
@@ -62,7 +70,7 @@ async fn a_failing_endpoint_falls_back_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_transport_is_kept() {
     let (_server, eps) = serve_on_everything().await;
-    for pin in ["tcp", "fifo"] {
+    for pin in ["tcp", "fifo", "unix"] {
         let client = Runtime::builder().pin_transport(pin).start().await.unwrap();
         let counter: Remote<dyn Counter> = client
             .lookup_url(&format!("{}/counter", eps[0]))

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 
 use oxrmi::Endpoint;
 
+mod shm;
 mod tcp;
 mod unix;
 
@@ -18,6 +19,9 @@ pub(crate) enum TransportKind {
     Tcp,
     /// Unix domain stream sockets in the temporary directory.
     Unix,
+    /// Shared memory: two rings in a sealed memfd, handed over a Unix socket in the temporary
+    /// directory.
+    Shm,
 }
 
 /// A connected byte stream of the raw twin.
@@ -38,6 +42,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Unix => "unix",
+            TransportKind::Shm => "shm",
         }
     }
 
@@ -46,6 +51,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => Endpoint::tcp("127.0.0.1", 0),
             TransportKind::Unix => Endpoint::unix(unix::fresh_path("oxrmi").to_string_lossy()),
+            TransportKind::Shm => Endpoint::shm(unix::fresh_path("oxrmi-shm").to_string_lossy()),
         }
     }
 
@@ -54,6 +60,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => Ok(Box::new(tcp::RawTcpListener::bind()?)),
             TransportKind::Unix => Ok(Box::new(unix::RawUnixListener::bind()?)),
+            TransportKind::Shm => Ok(Box::new(shm::RawShmListener::bind()?)),
         }
     }
 
@@ -62,6 +69,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => Ok(Box::new(tcp::connect(endpoint)?)),
             TransportKind::Unix => Ok(Box::new(unix::connect(endpoint)?)),
+            TransportKind::Shm => Ok(Box::new(shm::connect(endpoint)?)),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
 pub(crate) mod fifo;
+pub(crate) mod shm;
 pub(crate) mod tcp;
 pub(crate) mod unix;
 
@@ -52,10 +53,7 @@ pub(crate) async fn bind(
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
         Endpoint::Fifo { path } => Ok(Box::new(fifo::FifoTransport::bind(path, unix_access)?)),
-        Endpoint::Shm { .. } => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{} endpoints are not supported yet", ep.scheme()),
-        )),
+        Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind(path, unix_access)?)),
         Endpoint::Pipe { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "nobody listens on a pipe endpoint: a parent starts its child with Runtime::spawn_child",
@@ -69,10 +67,7 @@ pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
         Endpoint::Unix { path } => unix::connect(path).await,
         Endpoint::Fifo { path } => fifo::connect(path).await,
-        Endpoint::Shm { .. } => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{} endpoints are not supported yet", ep.scheme()),
-        )),
+        Endpoint::Shm { path } => shm::connect(path).await,
         Endpoint::Pipe { runtime } => Err(io::Error::new(
             io::ErrorKind::NotConnected,
             format!("no pipe to runtime {runtime}: only its parent or child can reach it this way"),

@@ -68,7 +68,7 @@ impl UnixTransport {
 
 /// Removes a socket file nobody listens on any more; refuses to touch a live one or a file that
 /// is not a socket.
-fn remove_if_stale(path: &Path) -> io::Result<()> {
+pub(super) fn remove_if_stale(path: &Path) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

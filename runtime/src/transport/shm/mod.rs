@@ -1,0 +1,298 @@
+//! Shared memory between processes of one host: two byte rings in one anonymous memory file.
+//!
+//! # Rendezvous
+//! The endpoint `shm:///path` names a Unix socket, bound with exactly the rules of
+//! [`unix`](super::unix): mode from `UnixAccess` (0600 by default), a stale file replaced and a
+//! live one refused, SO_PEERCRED checked on accept (same user or an allowed uid), the file
+//! removed when the listener goes. The dialling client creates a `memfd` (CLOEXEC,
+//! ALLOW_SEALING) sized for a header page and two rings, seals it (SHRINK, GROW, SEAL) before
+//! mapping it, and passes it with four eventfds over the socket (SCM_RIGHTS); see
+//! [`rendezvous`]. The memory has no name: nothing appears in `/dev/shm` or `ipcs -m`.
+//!
+//! The server trusts nothing it receives: it checks the seals (a file that can shrink under a
+//! mapping turns reads into SIGBUS), the size against the offer and [`ring::MAX_SEGMENT`], the
+//! eventfds, and the header, before and after mapping; any mismatch refuses the connection with
+//! a logged warning. Afterwards every position read from the segment is checked on every use
+//! ([`ring`]); a peer that breaks the ring gets `InvalidData` ("corrupt ring from peer"), which
+//! the runtime turns into a protocol error and a closed connection. Bytes are copied into
+//! private memory before the frame layer sees them.
+//!
+//! # Waiting
+//! A half with nothing to do spins first, polling the ring, for [`ShmOptions::spin`]: by default
+//! 30 µs when the machine has more than one CPU (waking a sleeping process on another CPU costs
+//! tens of microseconds, a spinning one answers in well under one), and not at all on a single
+//! CPU, where spinning only delays the peer we wait for. The spin runs inside `poll_read` /
+//! `poll_write` and so holds a tokio worker: it is bounded by the knob and done once per poll.
+//! Then it sleeps on an eventfd: one per ring and purpose ("data available", "space available"),
+//! so a reader and a writer never steal each other's wake-ups; the flag protocol is in
+//! [`stream`].
+//!
+//! # End of the link
+//! The rendezvous socket stays open as long as either half lives, and both halves watch it: when
+//! the peer dies or drops its link, a reader drains what is left in the ring and then reports
+//! the end of the stream, and a writer fails with `BrokenPipe`, so a call to a dead peer ends in
+//! an error, not a hang. Shutting down (or dropping) a writer closes its ring: the peer reads
+//! the rest and then the end of the stream. Dropping a reader tells the peer's writer, which
+//! then fails with `BrokenPipe` rather than wait for space forever.
+//!
+//! # Layout
+//! - [`segment`]: the mapping; the only `unsafe` code, behind a safe API.
+//! - [`ring`]: the layout and the checked SPSC rings.
+//! - [`rendezvous`]: creating, passing and verifying the segment.
+//! - [`stream`]: the halves as `AsyncRead` / `AsyncWrite`, spinning and sleeping.
+//! - [`testing`]: a raw client for hostile-peer tests.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Mutex, mpsc};
+
+use super::unix::{UnixAccess, own_uid, remove_if_stale};
+use super::{Link, Listener};
+use crate::BoxFuture;
+use crate::endpoint::Endpoint;
+
+mod rendezvous;
+mod ring;
+mod segment;
+mod stream;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use ring::Layout;
+use stream::Role;
+
+/// Bytes of each ring by default: a 1 MiB message streams through with room to spare, and two
+/// rings plus the header stay well under a few megabytes per connection.
+pub(crate) const DEFAULT_CAPACITY: u64 = 2 << 20;
+
+/// How long a connecting client may take to make its offer: a client that connects and says
+/// nothing must not hold a handshake slot for ever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handshakes under way at once at most; more wait in the socket's backlog.
+const ACCEPT_QUEUE: usize = 16;
+
+/// Tuning of shared-memory links.
+#[derive(Clone, Debug)]
+pub(crate) struct ShmOptions {
+    /// How long a half spins polling the ring before it sleeps on its eventfd.
+    pub(crate) spin: Duration,
+    /// Bytes of each ring this side creates (a power of two, at least 4 KiB); the client
+    /// chooses, the server accepts what passes its checks.
+    pub(crate) capacity: u64,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ShmOptions {
+            spin: if cpus > 1 {
+                Duration::from_micros(30)
+            } else {
+                Duration::ZERO
+            },
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// A bound shared-memory listener: the rendezvous socket and the task accepting on it.
+pub(crate) struct ShmTransport {
+    path: PathBuf,
+    /// Links whose segment passed every check, from the accepting task.
+    incoming: Mutex<mpsc::Receiver<Link>>,
+    /// The accepting task, stopped when the listener goes.
+    acceptor: tokio::task::AbortHandle,
+}
+
+impl ShmTransport {
+    /// Binds the rendezvous socket at `path` with the default options.
+    pub(crate) fn bind(path: &str, access: &UnixAccess) -> io::Result<Self> {
+        Self::bind_with(path, access, ShmOptions::default())
+    }
+
+    /// Binds the rendezvous socket at `path`; must run inside a tokio runtime, on which the
+    /// accepting task runs.
+    pub(crate) fn bind_with(
+        path: &str,
+        access: &UnixAccess,
+        options: ShmOptions,
+    ) -> io::Result<Self> {
+        let path = PathBuf::from(path);
+        remove_if_stale(&path)?;
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(access.mode))?;
+        let mut uids = vec![own_uid()?];
+        uids.extend(&access.allowed_uids);
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let acceptor = tokio::spawn(accept_loop(listener, uids, path.clone(), options, tx));
+        Ok(ShmTransport {
+            path,
+            incoming: Mutex::new(rx),
+            acceptor: acceptor.abort_handle(),
+        })
+    }
+}
+
+/// Accepts rendezvous connections for as long as the listener lives; each handshake runs as its
+/// own task, so a slow or silent client delays nobody else.
+async fn accept_loop(
+    listener: UnixListener,
+    uids: Vec<u32>,
+    path: PathBuf,
+    options: ShmOptions,
+    tx: mpsc::Sender<Link>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, path = %path.display(), "shm accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no credentials for a shm peer");
+                continue;
+            }
+        };
+        if !uids.contains(&cred.uid()) {
+            tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), path = %path.display(), "refused a peer of another user");
+            continue;
+        }
+        let tx = tx.clone();
+        let spin = options.spin;
+        tokio::spawn(async move {
+            let pid = cred.pid();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_segment(stream, pid, spin)).await {
+                Ok(Ok(link)) => {
+                    let _ = tx.send(link).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(pid = ?pid, error = %e, "refused a shared-memory segment");
+                }
+                Err(_) => tracing::warn!(pid = ?pid, "no shared-memory offer in time; dropped"),
+            }
+        });
+    }
+}
+
+/// The server's side of the rendezvous: receive the offer, verify it, accept it.
+async fn accept_segment(stream: UnixStream, pid: Option<i32>, spin: Duration) -> io::Result<Link> {
+    let offer = stream
+        .async_io(Interest::READABLE, || {
+            rendezvous::recv_offer(stream.as_fd())
+        })
+        .await?;
+    let segment = rendezvous::verify(offer)?;
+    stream
+        .async_io(Interest::WRITABLE, || {
+            let n = rustix::net::send(
+                &stream,
+                &[rendezvous::ACCEPTED],
+                rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+            )?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::WriteZero.into())
+            }
+        })
+        .await?;
+    link(segment, Role::Server, stream, pid, spin)
+}
+
+impl Listener for ShmTransport {
+    fn accept(&self) -> BoxFuture<'_, io::Result<Link>> {
+        Box::pin(async move {
+            self.incoming.lock().await.recv().await.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::BrokenPipe, "the shm accepting task ended")
+            })
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::shm(self.path.to_string_lossy())
+    }
+}
+
+impl Drop for ShmTransport {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Dials the rendezvous socket at `path` with the default options.
+pub(crate) async fn connect(path: &str) -> io::Result<Link> {
+    connect_with(path, &ShmOptions::default()).await
+}
+
+/// Dials the rendezvous socket at `path`: creates the segment, offers it, and waits for the
+/// server to accept it.
+pub(crate) async fn connect_with(path: &str, options: &ShmOptions) -> io::Result<Link> {
+    let layout = Layout::new(options.capacity, options.capacity).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad shared-memory ring capacity {}", options.capacity),
+        )
+    })?;
+    let mut stream = UnixStream::connect(path).await?;
+    let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+    let created = rendezvous::create(layout)?;
+    let offer = rendezvous::offer_bytes(&layout);
+    stream
+        .async_io(Interest::WRITABLE, || {
+            rendezvous::send_offer(
+                stream.as_fd(),
+                &offer,
+                created.memfd.as_fd(),
+                &created.segment.events,
+            )
+        })
+        .await?;
+    // The memory stays alive through the mappings; the descriptor is no longer needed.
+    drop(created.memfd);
+    let mut answer = [0u8; 1];
+    let n = stream.read(&mut answer).await?;
+    if n != 1 || answer[0] != rendezvous::ACCEPTED {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("the server at {path} refused the shared-memory segment (see its log)"),
+        ));
+    }
+    link(created.segment, Role::Client, stream, pid, options.spin)
+}
+
+fn link(
+    segment: rendezvous::Segment,
+    role: Role,
+    stream: UnixStream,
+    pid: Option<i32>,
+    spin: Duration,
+) -> io::Result<Link> {
+    let sock: OwnedFd = stream.into_std()?.into();
+    let (reader, writer) = stream::split(segment, role, sock, spin)?;
+    Ok(Link {
+        scheme: "shm",
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        peer: match pid {
+            Some(pid) => format!("shm pid {pid}"),
+            None => "shm".to_string(),
+        },
+        local_host: None,
+        peer_is_local_host: true,
+    })
+}

@@ -1,0 +1,321 @@
+//! The segment's layout and the single-producer single-consumer byte rings in it.
+//!
+//! ```text
+//! offset 0      header: magic u64, version u32, (pad), capacity[0] u64, capacity[1] u64
+//! offset 256    ring 0 control (client → server), 256 bytes
+//! offset 512    ring 1 control (server → client), 256 bytes
+//! offset 4096   ring 0 data, capacity[0] bytes
+//!               ring 1 data, capacity[1] bytes
+//! ```
+//! A ring's control block holds one cache line per writer: `head` and `closed` (the producer's),
+//! `tail` and `gone` (the consumer's), `data_waiter` (set by a consumer about to sleep, cleared
+//! by the producer that wakes it) and `space_waiter` (the same the other way round).
+//!
+//! `head` and `tail` are byte positions that only grow; `head - tail` bytes are in the ring. Each
+//! side keeps its own position privately and reads only the peer's from shared memory, checking
+//! every value it reads: a position that moves backwards, past the other, or further apart than
+//! the capacity is [`Corrupt`], and so is our own position changed behind our back.
+
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+use super::segment::Mapping;
+
+/// Identifies an oxrmi shared-memory segment ("OXRMISHM", little-endian).
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"OXRMISHM");
+/// The layout version; a peer with another one is refused.
+pub(super) const VERSION: u32 = 1;
+/// Bytes before the first ring's data: the header and control blocks, one page.
+pub(super) const HEADER_LEN: usize = 4096;
+/// The smallest ring accepted: one page.
+pub(super) const MIN_CAPACITY: u64 = 4096;
+/// The largest segment a receiver maps: beyond it a peer could make us reserve arbitrary
+/// amounts of memory; 256 MiB leaves room for two 64 MiB rings with margin.
+pub(super) const MAX_SEGMENT: u64 = 256 << 20;
+
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 8;
+const CAPACITY_AT: [usize; 2] = [16, 24];
+const CONTROL_AT: [usize; 2] = [256, 512];
+// Within a control block; one 64-byte line per writer.
+const HEAD: usize = 0;
+const CLOSED: usize = 8;
+const TAIL: usize = 64;
+const GONE: usize = 72;
+const DATA_WAITER: usize = 128;
+const SPACE_WAITER: usize = 192;
+
+/// The peer broke the ring protocol; the connection cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Corrupt;
+
+impl From<Corrupt> for std::io::Error {
+    fn from(_: Corrupt) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt ring from peer")
+    }
+}
+
+/// The capacities of the two rings; once validated, the only copy of them we ever use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// Ring 0 carries client → server, ring 1 server → client.
+    pub(super) capacity: [u64; 2],
+}
+
+impl Layout {
+    /// A layout, if both capacities are powers of two of at least [`MIN_CAPACITY`] and the whole
+    /// segment is at most [`MAX_SEGMENT`].
+    pub(super) fn new(c0: u64, c1: u64) -> Option<Layout> {
+        let ok = |c: u64| c.is_power_of_two() && c >= MIN_CAPACITY;
+        let layout = Layout { capacity: [c0, c1] };
+        (ok(c0) && ok(c1) && layout.total_len()? <= MAX_SEGMENT).then_some(layout)
+    }
+
+    /// Bytes of the whole segment.
+    pub(super) fn total_len(&self) -> Option<u64> {
+        (HEADER_LEN as u64)
+            .checked_add(self.capacity[0])?
+            .checked_add(self.capacity[1])
+    }
+
+    fn data_at(&self, ring: usize) -> usize {
+        HEADER_LEN
+            + if ring == 0 {
+                0
+            } else {
+                self.capacity[0] as usize
+            }
+    }
+
+    /// Writes the header of a fresh segment (the creator's side).
+    pub(super) fn write_header(&self, map: &Mapping) {
+        map.u64_at(MAGIC_AT).store(MAGIC, Ordering::Relaxed);
+        map.u32_at(VERSION_AT).store(VERSION, Ordering::Relaxed);
+        for (ring, at) in CAPACITY_AT.iter().enumerate() {
+            map.u64_at(*at)
+                .store(self.capacity[ring], Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    /// Reads the header the peer wrote; `Err` with the reason if it is not this layout.
+    pub(super) fn check_header(&self, map: &Mapping) -> Result<(), String> {
+        let magic = map.u64_at(MAGIC_AT).load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(format!("bad magic {magic:#x}"));
+        }
+        let version = map.u32_at(VERSION_AT).load(Ordering::Acquire);
+        if version != VERSION {
+            return Err(format!("layout version {version}, we speak {VERSION}"));
+        }
+        let c = CAPACITY_AT.map(|at| map.u64_at(at).load(Ordering::Acquire));
+        if c != self.capacity {
+            return Err(format!(
+                "header says capacities {c:?}, the handshake said {:?}",
+                self.capacity
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one side of a ring needs: the mapping, where the ring lives, its capacity.
+#[derive(Clone)]
+struct RingRef {
+    map: Arc<Mapping>,
+    control: usize,
+    data: usize,
+    capacity: u64,
+}
+
+impl RingRef {
+    fn new(map: Arc<Mapping>, layout: &Layout, ring: usize) -> RingRef {
+        let r = RingRef {
+            control: CONTROL_AT[ring],
+            data: layout.data_at(ring),
+            capacity: layout.capacity[ring],
+            map,
+        };
+        debug_assert!(r.data as u64 + r.capacity <= r.map.len() as u64);
+        r
+    }
+
+    fn word(&self, at: usize) -> &std::sync::atomic::AtomicU64 {
+        self.map.u64_at(self.control + at)
+    }
+
+    fn flag(&self, at: usize) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(self.control + at)
+    }
+
+    /// The (at most two) ranges of the data area holding positions `from..from + len`, as
+    /// (offset in the mapping, length) pairs. `len <= capacity` is the caller's invariant.
+    fn spans(&self, from: u64, len: usize) -> [(usize, usize); 2] {
+        let start = (from & (self.capacity - 1)) as usize;
+        let first = len.min(self.capacity as usize - start);
+        [(self.data + start, first), (self.data, len - first)]
+    }
+}
+
+/// The writing end of a ring.
+pub(super) struct Producer {
+    ring: RingRef,
+    /// Our position; the shared `head` must always equal it.
+    head: u64,
+    /// The highest `tail` seen: it never moves backwards.
+    tail_seen: u64,
+}
+
+/// The reading end of a ring.
+pub(super) struct Consumer {
+    ring: RingRef,
+    /// Our position; the shared `tail` must always equal it.
+    tail: u64,
+    /// The highest `head` seen.
+    head_seen: u64,
+}
+
+/// Both ends of ring `ring` over `map` (only one is used per process; tests use both).
+pub(super) fn ends(map: Arc<Mapping>, layout: &Layout, ring: usize) -> (Producer, Consumer) {
+    let r = RingRef::new(map, layout, ring);
+    (
+        Producer {
+            ring: r.clone(),
+            head: 0,
+            tail_seen: 0,
+        },
+        Consumer {
+            ring: r,
+            tail: 0,
+            head_seen: 0,
+        },
+    )
+}
+
+impl Producer {
+    /// Free bytes, after checking the peer's `tail` and our own `head`.
+    pub(super) fn free(&mut self) -> Result<u64, Corrupt> {
+        let r = &self.ring;
+        let tail = r.word(TAIL).load(Ordering::Acquire);
+        if r.word(HEAD).load(Ordering::Relaxed) != self.head
+            || tail < self.tail_seen
+            || tail > self.head
+            || self.head - tail > r.capacity
+        {
+            return Err(Corrupt);
+        }
+        self.tail_seen = tail;
+        Ok(r.capacity - (self.head - tail))
+    }
+
+    /// Copies as much of `src` as fits and publishes it; 0 if the ring is full.
+    pub(super) fn write(&mut self, src: &[u8]) -> Result<usize, Corrupt> {
+        let n = (self.free()? as usize).min(src.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let [(a, la), (b, lb)] = self.ring.spans(self.head, n);
+        self.ring.map.copy_in(a, &src[..la]);
+        self.ring.map.copy_in(b, &src[la..la + lb]);
+        self.head += n as u64;
+        self.ring.word(HEAD).store(self.head, Ordering::Release);
+        Ok(n)
+    }
+
+    /// After publishing: whether the consumer sleeps waiting for data and must be woken.
+    /// Clears its flag, so one producer wakes it once.
+    pub(super) fn take_data_waiter(&self) -> bool {
+        fence(Ordering::SeqCst);
+        // Load first: the common case (nobody sleeps) then costs no write to a shared line.
+        let flag = self.ring.flag(DATA_WAITER);
+        flag.load(Ordering::SeqCst) != 0 && flag.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Announces that we are about to sleep until there is space. The caller checks [`free`]
+    /// again afterwards, so a consumer that freed space in between is not missed.
+    ///
+    /// [`free`]: Producer::free
+    pub(super) fn announce_space_waiter(&self) {
+        self.ring.flag(SPACE_WAITER).store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Tells the consumer no more bytes will come (end of stream once it has drained them).
+    pub(super) fn close(&self) {
+        self.ring.word(CLOSED).store(1, Ordering::Release);
+    }
+
+    /// Whether the consumer has gone (dropped its end): nobody will ever make space again.
+    pub(super) fn consumer_gone(&self) -> bool {
+        self.ring.word(GONE).load(Ordering::Acquire) != 0
+    }
+
+    /// Writes raw values over both positions, as a hostile peer would (tests and
+    /// [`testing`](super::testing) only).
+    pub(super) fn corrupt(&self, head: u64, tail: u64) {
+        self.ring.word(HEAD).store(head, Ordering::SeqCst);
+        self.ring.word(TAIL).store(tail, Ordering::SeqCst);
+    }
+}
+
+impl Consumer {
+    /// Bytes readable, after checking the peer's `head` and our own `tail`.
+    pub(super) fn available(&mut self) -> Result<u64, Corrupt> {
+        let r = &self.ring;
+        let head = r.word(HEAD).load(Ordering::Acquire);
+        if r.word(TAIL).load(Ordering::Relaxed) != self.tail
+            || head < self.head_seen
+            || head < self.tail
+            || head - self.tail > r.capacity
+        {
+            return Err(Corrupt);
+        }
+        self.head_seen = head;
+        Ok(head - self.tail)
+    }
+
+    /// Copies up to `dst.len()` bytes out into `dst` and frees their space; 0 if the ring is
+    /// empty.
+    pub(super) fn read(&mut self, dst: &mut [u8]) -> Result<usize, Corrupt> {
+        let n = (self.available()?.min(usize::MAX as u64) as usize).min(dst.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let [(a, la), (b, lb)] = self.ring.spans(self.tail, n);
+        self.ring.map.copy_out(a, &mut dst[..la]);
+        self.ring.map.copy_out(b, &mut dst[la..la + lb]);
+        self.tail += n as u64;
+        self.ring.word(TAIL).store(self.tail, Ordering::Release);
+        Ok(n)
+    }
+
+    /// After freeing space: whether the producer sleeps waiting for it and must be woken.
+    pub(super) fn take_space_waiter(&self) -> bool {
+        fence(Ordering::SeqCst);
+        let flag = self.ring.flag(SPACE_WAITER);
+        flag.load(Ordering::SeqCst) != 0 && flag.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Announces that we are about to sleep until data comes; the caller checks again after.
+    pub(super) fn announce_data_waiter(&self) {
+        self.ring.flag(DATA_WAITER).store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Whether the producer closed its end. Data published before the close is visible once
+    /// this returns true, so "closed and empty" is the end of the stream.
+    pub(super) fn producer_closed(&self) -> bool {
+        self.ring.word(CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    /// The mapping this ring lives in.
+    #[cfg(test)]
+    pub(super) fn map_for_tests(&self) -> Arc<Mapping> {
+        self.ring.map.clone()
+    }
+
+    /// Tells the producer we have gone: it will get `BrokenPipe` instead of waiting for space.
+    pub(super) fn mark_gone(&self) {
+        self.ring.word(GONE).store(1, Ordering::Release);
+    }
+}

@@ -1,0 +1,359 @@
+//! The two halves of a shared-memory link as tokio byte streams, and how they wait.
+//!
+//! A half that cannot go on (nothing to read, no space to write) first spins for
+//! [`ShmOptions::spin`](super::ShmOptions) polling the ring, then announces it sleeps (a flag in
+//! the ring's control block), fences, checks the ring once more and only then awaits its eventfd
+//! and the rendezvous socket. The other side, after publishing a position, fences and, if the
+//! flag is set, clears it and writes the eventfd. Either the sleeper's re-check sees the new
+//! position or the publisher sees the flag: no wake-up is lost.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::rendezvous::{Segment, event_index};
+use super::ring::{Consumer, Producer, ends};
+use super::segment::watch;
+
+/// Which end of the link this process is: the client writes ring 0 and reads ring 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Created the segment and dialled.
+    Client,
+    /// Accepted the segment.
+    Server,
+}
+
+/// Splits an accepted or created segment into the two halves of a link. `sock` is the
+/// rendezvous socket (non-blocking), watched by both halves for the peer's death.
+pub(super) fn split(
+    segment: Segment,
+    role: Role,
+    sock: OwnedFd,
+    spin: Duration,
+) -> io::Result<(ShmReader, ShmWriter)> {
+    let (out_ring, in_ring) = match role {
+        Role::Client => (0, 1),
+        Role::Server => (1, 0),
+    };
+    let [e0, e1, e2, e3] = segment.events;
+    let mut events = [Some(e0), Some(e1), Some(e2), Some(e3)];
+    let mut take = |i: usize| {
+        events[i]
+            .take()
+            .ok_or_else(|| io::Error::other("eventfd used twice"))
+    };
+    let (producer, _) = ends(segment.map.clone(), &segment.layout, out_ring);
+    let (_, consumer) = ends(segment.map, &segment.layout, in_ring);
+    let reader = ShmReader {
+        ring: consumer,
+        data: watch(take(event_index(in_ring, false))?)?,
+        space_peer: take(event_index(in_ring, true))?,
+        sock: watch(sock.try_clone()?)?,
+        peer_gone: false,
+        spin,
+    };
+    let writer = ShmWriter {
+        ring: producer,
+        space: watch(take(event_index(out_ring, true))?)?,
+        data_peer: take(event_index(out_ring, false))?,
+        sock: watch(sock)?,
+        peer_gone: false,
+        shut: false,
+        spin,
+    };
+    Ok((reader, writer))
+}
+
+/// The read half: consumes the peer's ring.
+pub(crate) struct ShmReader {
+    ring: Consumer,
+    /// Readable when the peer published data for us while we slept.
+    data: AsyncFd<OwnedFd>,
+    /// Written to wake the peer's writer when we free space.
+    space_peer: OwnedFd,
+    /// The rendezvous socket (our own descriptor of it): readable at the peer's end.
+    sock: AsyncFd<OwnedFd>,
+    /// The socket reported the peer's end: drain the ring, then end of stream.
+    peer_gone: bool,
+    spin: Duration,
+}
+
+/// The write half: produces into our ring.
+pub(crate) struct ShmWriter {
+    ring: Producer,
+    /// Readable when the peer freed space for us while we slept.
+    space: AsyncFd<OwnedFd>,
+    /// Written to wake the peer's reader when we publish data.
+    data_peer: OwnedFd,
+    sock: AsyncFd<OwnedFd>,
+    peer_gone: bool,
+    /// Shut down: the ring is closed, no more writes.
+    shut: bool,
+    spin: Duration,
+}
+
+/// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.
+pub(super) fn notify(fd: BorrowedFd<'_>) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Spins up to `spin` until `ready()`; whether it became ready.
+fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if spin.is_zero() {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
+    }
+}
+
+/// Polls an eventfd; on a wake-up, resets it and returns `Ready`.
+fn poll_event(fd: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    loop {
+        let mut guard = ready!(fd.poll_read_ready(cx))?;
+        let mut count = [0u8; 8];
+        match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
+            Ok(_) => return Poll::Ready(Ok(())),
+            // Spurious readiness, now cleared: poll again to register for the next one.
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Polls the rendezvous socket; `Ready` once the peer's end is closed (it died, or dropped the
+/// link). The peer never sends on it after the handshake, so bytes there are a protocol error.
+fn poll_peer_gone(sock: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    loop {
+        let mut guard = ready!(sock.poll_read_ready(cx))?;
+        let mut byte = [0u8; 1];
+        let peek = guard.try_io(|s| {
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            Ok(rustix::net::recv(s.get_ref(), &mut byte, flags)?.0)
+        });
+        match peek {
+            Ok(Ok(0)) => return Poll::Ready(Ok(())),
+            Ok(Ok(_)) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the peer sent bytes on the rendezvous socket",
+                )));
+            }
+            // Reset and the like: the peer is gone just the same.
+            Ok(Err(_)) => return Poll::Ready(Ok(())),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+impl AsyncRead for ShmReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut spun = false;
+        loop {
+            let available = this.ring.available()?;
+            if available > 0 || buf.remaining() == 0 {
+                let want = usize::try_from(available)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.remaining());
+                let n = this.ring.read(buf.initialize_unfilled_to(want))?;
+                buf.advance(n);
+                if n > 0 && this.ring.take_space_waiter() {
+                    notify(this.space_peer.as_fd());
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.ring.producer_closed() || this.peer_gone {
+                // Whatever was published before the close is visible by now.
+                if this.ring.available()? > 0 {
+                    continue;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if !spun {
+                spun = true;
+                let ring = &mut this.ring;
+                if spin_until(this.spin, || {
+                    ring.available() != Ok(0) || ring.producer_closed()
+                }) {
+                    continue;
+                }
+            }
+            this.ring.announce_data_waiter();
+            if this.ring.available()? > 0 || this.ring.producer_closed() {
+                continue;
+            }
+            if poll_event(&this.data, cx)?.is_ready() {
+                continue;
+            }
+            if poll_peer_gone(&this.sock, cx)?.is_ready() {
+                this.peer_gone = true;
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for ShmReader {
+    fn drop(&mut self) {
+        self.ring.mark_gone();
+        if self.ring.take_space_waiter() {
+            notify(self.space_peer.as_fd());
+        }
+    }
+}
+
+impl ShmWriter {
+    /// Waits until there is space (or the peer is gone / broke the ring), then writes.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&mut Producer) -> Result<usize, super::ring::Corrupt>,
+    ) -> Poll<io::Result<usize>> {
+        if self.shut {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown",
+            )));
+        }
+        let mut spun = false;
+        loop {
+            if self.peer_gone || self.ring.consumer_gone() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the shared-memory peer is gone",
+                )));
+            }
+            let n = write(&mut self.ring)?;
+            if n > 0 {
+                if self.ring.take_data_waiter() {
+                    notify(self.data_peer.as_fd());
+                }
+                return Poll::Ready(Ok(n));
+            }
+            if !spun {
+                spun = true;
+                let ring = &mut self.ring;
+                if spin_until(self.spin, || ring.free() != Ok(0) || ring.consumer_gone()) {
+                    continue;
+                }
+            }
+            self.ring.announce_space_waiter();
+            if self.ring.free()? > 0 || self.ring.consumer_gone() {
+                continue;
+            }
+            if poll_event(&self.space, cx)?.is_ready() {
+                continue;
+            }
+            if poll_peer_gone(&self.sock, cx)?.is_ready() {
+                self.peer_gone = true;
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.shut {
+            self.shut = true;
+            self.ring.close();
+            if self.ring.take_data_waiter() {
+                notify(self.data_peer.as_fd());
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ShmWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        src: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if src.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.get_mut().poll_write_with(cx, |ring| ring.write(src))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        self.get_mut().poll_write_with(cx, |ring| {
+            let mut total = 0;
+            for b in bufs {
+                let n = ring.write(b)?;
+                total += n;
+                if n < b.len() {
+                    break;
+                }
+            }
+            Ok(total)
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Written bytes are in shared memory and published already.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for ShmWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+impl ShmReader {
+    /// The rendezvous socket, to kill the link under the halves.
+    pub(super) fn sock_for_tests(&self) -> BorrowedFd<'_> {
+        self.sock.get_ref().as_fd()
+    }
+
+    /// The mapping, to write into it as the peer.
+    pub(super) fn map_for_tests(&self) -> std::sync::Arc<super::segment::Mapping> {
+        self.ring.map_for_tests()
+    }
+}
+
+#[cfg(test)]
+impl ShmWriter {
+    /// The ring, to corrupt it as the peer.
+    pub(super) fn ring_for_tests(&self) -> &Producer {
+        &self.ring
+    }
+}

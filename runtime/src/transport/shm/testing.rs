@@ -1,0 +1,108 @@
+//! A raw shared-memory client for tests that play a hostile peer: it does the real rendezvous
+//! and then lets the test write bytes, or garbage, straight into the shared memory. Reachable as
+//! `oxrmi::__private::shm_testing`; not a stable API.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::rendezvous::{self, event_index};
+use super::ring::{Consumer, Layout, Producer, ends};
+use super::stream::notify;
+use super::{DEFAULT_CAPACITY, HANDSHAKE_TIMEOUT};
+
+/// A client end of a shared-memory link, driven by hand from synchronous code.
+pub struct RawShmClient {
+    sock: UnixStream,
+    /// Client → server ring, ours to write.
+    out: Producer,
+    /// Server → client ring, ours to read.
+    back: Consumer,
+    events: [std::os::fd::OwnedFd; 4],
+}
+
+impl RawShmClient {
+    /// Dials the `shm://` rendezvous socket at `path` and has the server accept a fresh segment
+    /// with rings of the default capacity.
+    pub fn connect(path: &str) -> io::Result<RawShmClient> {
+        let layout = Layout::new(DEFAULT_CAPACITY, DEFAULT_CAPACITY)
+            .ok_or_else(|| io::Error::other("bad default layout"))?;
+        let mut sock = UnixStream::connect(path)?;
+        let created = rendezvous::create(layout)?;
+        rendezvous::send_offer(
+            sock.as_fd(),
+            &rendezvous::offer_bytes(&layout),
+            created.memfd.as_fd(),
+            &created.segment.events,
+        )?;
+        sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut answer = [0u8; 1];
+        let n = io::Read::read(&mut sock, &mut answer)?;
+        if n != 1 || answer[0] != rendezvous::ACCEPTED {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "the server refused the segment",
+            ));
+        }
+        sock.set_nonblocking(true)?;
+        let segment = created.segment;
+        let (out, _) = ends(segment.map.clone(), &segment.layout, 0);
+        let (_, back) = ends(segment.map, &segment.layout, 1);
+        Ok(RawShmClient {
+            sock,
+            out,
+            back,
+            events: segment.events,
+        })
+    }
+
+    /// Writes as much of `bytes` as fits in the client → server ring and wakes the server;
+    /// returns how much went in.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(bytes)?;
+        notify(self.events[event_index(0, false)].as_fd());
+        Ok(n)
+    }
+
+    /// Reads what the server has written so far, without waiting.
+    pub fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.back.read(buf)?;
+        notify(self.events[event_index(1, true)].as_fd());
+        Ok(n)
+    }
+
+    /// Writes raw `head` and `tail` values into the client → server ring's control block, as a
+    /// hostile peer would, and wakes the server.
+    pub fn corrupt_indices(&self, head: u64, tail: u64) {
+        self.out.corrupt(head, tail);
+        notify(self.events[event_index(0, false)].as_fd());
+    }
+
+    /// Whether the server has let go of the link: closed the socket, dropped its reader, or
+    /// closed its writer.
+    pub fn peer_closed(&self) -> bool {
+        if self.out.consumer_gone() || self.back.producer_closed() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        match rustix::net::recv(&self.sock, &mut byte, flags) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e != rustix::io::Errno::AGAIN,
+        }
+    }
+
+    /// Waits up to `timeout` for [`RawShmClient::peer_closed`]; whether it happened.
+    pub fn wait_peer_closed(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.peer_closed() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.peer_closed()
+    }
+}

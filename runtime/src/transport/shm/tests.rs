@@ -1,0 +1,392 @@
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::rendezvous::{self, Offer, Segment};
+use super::ring::{Layout, ends};
+use super::stream::{Role, ShmReader, ShmWriter, split};
+use super::*;
+
+const SMALL: u64 = 4096;
+
+fn temp_path(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("oxrmi-unit-shm-{}-{name}.sock", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Both ends of one segment in this process, joined by a socket pair: (client, server).
+fn pair(capacity: u64, spin: Duration) -> ((ShmReader, ShmWriter), (ShmReader, ShmWriter)) {
+    let layout = Layout::new(capacity, capacity).unwrap();
+    let created = rendezvous::create(layout).unwrap();
+    let theirs: [OwnedFd; 4] =
+        std::array::from_fn(|i| created.segment.events[i].try_clone().unwrap());
+    let server_segment = Segment {
+        map: created.segment.map.clone(),
+        layout,
+        events: theirs,
+    };
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    let client = split(created.segment, Role::Client, a.into(), spin).unwrap();
+    let server = split(server_segment, Role::Server, b.into(), spin).unwrap();
+    (client, server)
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn the_ring_wraps_around_with_odd_sizes() {
+    let layout = Layout::new(SMALL, SMALL).unwrap();
+    let created = rendezvous::create(layout).unwrap();
+    let (mut p, mut c) = ends(created.segment.map.clone(), &layout, 0);
+    let data = pattern(100_000);
+    let mut got = Vec::new();
+    let mut sent = 0;
+    let mut chunk = 1;
+    let mut buf = vec![0u8; 5000];
+    while got.len() < data.len() {
+        // Odd chunk sizes so writes and reads straddle the end of the ring in every way.
+        chunk = (chunk * 31 + 17) % 4099 + 1;
+        let end = (sent + chunk).min(data.len());
+        sent += p.write(&data[sent..end]).unwrap();
+        let want = (chunk * 13 % 3001) + 1;
+        let n = c.read(&mut buf[..want]).unwrap();
+        got.extend_from_slice(&buf[..n]);
+        if sent == data.len() {
+            let n = c.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(got, data);
+    assert_eq!(p.free().unwrap(), SMALL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_ring_streams_through_both_ways() {
+    for spin in [Duration::ZERO, Duration::from_micros(30)] {
+        let ((mut cr, mut cw), (mut sr, mut sw)) = pair(SMALL, spin);
+        let data = pattern(1 << 20);
+        let d2 = data.clone();
+        let writer = tokio::spawn(async move {
+            cw.write_all(&d2).await.unwrap();
+            cw.shutdown().await.unwrap();
+            cw
+        });
+        let mut got = Vec::new();
+        sr.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "the bytes differ");
+        let _cw = writer.await.unwrap();
+        // And back, the other way.
+        let d3 = data.clone();
+        let back = tokio::spawn(async move {
+            sw.write_all(&d3).await.unwrap();
+            sw
+        });
+        let mut got = vec![0u8; data.len()];
+        cr.read_exact(&mut got).await.unwrap();
+        assert!(got == data, "the bytes differ on the way back");
+        drop(back.await.unwrap());
+        // The server's writer dropped: end of stream.
+        assert_eq!(cr.read(&mut [0u8; 8]).await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_socket_closing_means_the_peer_is_gone() {
+    let ((cr, cw), (mut sr, mut sw)) = pair(SMALL, Duration::ZERO);
+    let mut cw = cw;
+    cw.write_all(b"bye").await.unwrap();
+    // Simulate death: the socket closes but the rings are left exactly as they were (a dead
+    // process runs no Drop). Take the socket away from under the halves by leaking them and
+    // closing their descriptors through a shutdown of the shared socket.
+    let sock = cr.sock_for_tests();
+    rustix::net::shutdown(sock, rustix::net::Shutdown::Both).unwrap();
+    std::mem::forget(cr);
+    std::mem::forget(cw);
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), sr.read_to_end(&mut got))
+        .await
+        .expect("the reader hung")
+        .unwrap();
+    assert_eq!(got, b"bye");
+    // The writer fills the ring, then finds the peer gone instead of waiting for ever.
+    let big = vec![0u8; 3 * SMALL as usize];
+    let e = tokio::time::timeout(Duration::from_secs(5), sw.write_all(&big))
+        .await
+        .expect("the writer hung")
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[tokio::test]
+async fn corrupt_indices_are_invalid_data_never_a_panic() {
+    // (what, head, tail) written over a fresh ring.
+    let cases = [
+        ("head far beyond tail + capacity", SMALL * 3, 0),
+        ("head at u64::MAX", u64::MAX, 0),
+        ("tail beyond head", 10, 20),
+        ("tail moved under the consumer", 10, 5),
+        ("head just past capacity", SMALL + 1, 0),
+    ];
+    for (what, head, tail) in cases {
+        let ((_cr, cw), (mut sr, _sw)) = pair(SMALL, Duration::ZERO);
+        cw.ring_for_tests().corrupt(head, tail);
+        let e = tokio::time::timeout(Duration::from_secs(5), sr.read(&mut [0u8; 64]))
+            .await
+            .expect("the reader hung")
+            .expect_err(what);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}");
+    }
+    // Head moving backwards after data was seen.
+    let ((_cr, mut cw), (mut sr, _sw)) = pair(SMALL, Duration::ZERO);
+    cw.write_all(&[1; 100]).await.unwrap();
+    let mut buf = [0u8; 50];
+    sr.read_exact(&mut buf).await.unwrap();
+    cw.ring_for_tests().corrupt(60, 50);
+    let e = sr.read(&mut buf).await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    // The writer's side: the consumer's tail beyond our head.
+    let ((_cr, mut cw), (sr, _sw)) = pair(SMALL, Duration::ZERO);
+    let (p, _) = ends(sr.map_for_tests(), &Layout::new(SMALL, SMALL).unwrap(), 0);
+    p.corrupt(0, 99);
+    let e = cw.write(b"x").await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+}
+
+/// A memfd for an offer, built by hand so it can be wrong in one way at a time.
+fn hand_made(len: u64, seals: rustix::fs::SealFlags, header: Option<Layout>) -> OwnedFd {
+    use rustix::fs::MemfdFlags;
+    let fd =
+        rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::ftruncate(&fd, len).unwrap();
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    }
+    if let Some(layout) = header {
+        let map = super::segment::Mapping::map(fd.as_fd(), len as usize).unwrap();
+        layout.write_header(&map);
+    }
+    fd
+}
+
+fn offer(layout: &Layout, memfd: OwnedFd) -> Offer {
+    let ev = || rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    Offer {
+        bytes: rendezvous::offer_bytes(layout),
+        memfd,
+        events: [ev(), ev(), ev(), ev()],
+    }
+}
+
+#[test]
+fn the_receiver_refuses_unsealed_missized_or_misdeclared_segments() {
+    use rustix::fs::SealFlags;
+    let layout = Layout::new(SMALL, SMALL).unwrap();
+    let len = layout.total_len().unwrap();
+    let sealed = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+    let good = rendezvous::verify(offer(&layout, hand_made(len, sealed, Some(layout))));
+    assert!(good.is_ok(), "a good offer was refused");
+
+    let cases: Vec<(&str, Offer)> = vec![
+        (
+            "no seals",
+            offer(&layout, hand_made(len, SealFlags::empty(), Some(layout))),
+        ),
+        (
+            "only SEAL_GROW",
+            offer(&layout, hand_made(len, SealFlags::GROW, Some(layout))),
+        ),
+        (
+            "too small",
+            offer(&layout, hand_made(len - 4096, sealed, None)),
+        ),
+        (
+            "too large",
+            offer(&layout, hand_made(len + 4096, sealed, Some(layout))),
+        ),
+        ("no header", offer(&layout, hand_made(len, sealed, None))),
+        ("header with other capacities", {
+            let other = Layout::new(SMALL, SMALL * 2).unwrap();
+            let fd = hand_made(other.total_len().unwrap(), sealed, Some(layout));
+            offer(&other, fd)
+        }),
+        ("capacity not a power of two", {
+            let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
+            o.bytes[16..24].copy_from_slice(&5000u64.to_le_bytes());
+            o
+        }),
+        ("capacity beyond the maximum", {
+            let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
+            o.bytes[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            o
+        }),
+        ("bad magic", {
+            let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
+            o.bytes[0] ^= 0xff;
+            o
+        }),
+        ("a pipe for an eventfd", {
+            let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
+            let (r, _w) = rustix::pipe::pipe().unwrap();
+            o.events[2] = r;
+            o
+        }),
+        ("a plain file for the segment", {
+            let file = std::fs::File::open("/proc/self/status").unwrap();
+            offer(&layout, file.into())
+        }),
+    ];
+    for (what, o) in cases {
+        let e = rendezvous::verify(o)
+            .err()
+            .unwrap_or_else(|| panic!("{what} passed"));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}");
+    }
+}
+
+fn dev_shm_entries() -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir("/dev/shm") {
+        Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_accept_exchange_bytes_and_leave_no_name_in_dev_shm() {
+    let path = temp_path("e2e");
+    let listener = ShmTransport::bind(&path, &UnixAccess::default()).unwrap();
+    assert_eq!(listener.endpoint(), Endpoint::shm(path.clone()));
+    let before = dev_shm_entries();
+    let server = tokio::spawn(async move {
+        let mut link = listener.accept().await.unwrap();
+        assert!(link.peer.starts_with("shm pid "), "{}", link.peer);
+        let mut buf = [0u8; 5];
+        link.reader.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+        link.writer.write_all(b"world").await.unwrap();
+        // Echo until the client shuts down its side.
+        let mut rest = Vec::new();
+        link.reader.read_to_end(&mut rest).await.unwrap();
+        link.writer.write_all(&rest).await.unwrap();
+        (link, listener)
+    });
+    let mut link = connect(&path).await.unwrap();
+    assert_eq!(link.peer, format!("shm pid {}", std::process::id()));
+    assert!(link.peer_is_local_host);
+    link.writer.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    link.reader.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"world");
+    assert_eq!(
+        dev_shm_entries(),
+        before,
+        "a connection left a name in /dev/shm"
+    );
+    let big = pattern(300_000);
+    link.writer.write_all(&big).await.unwrap();
+    link.writer.shutdown().await.unwrap();
+    let mut back = vec![0u8; big.len()];
+    link.reader.read_exact(&mut back).await.unwrap();
+    assert!(back == big);
+    let (server_link, listener) = server.await.unwrap();
+    drop(server_link);
+    // The server's link went: end of stream, and writes fail.
+    assert_eq!(link.reader.read(&mut buf).await.unwrap(), 0);
+    let e = link.writer.write_all(b"more").await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    drop(listener);
+    assert!(!std::path::Path::new(&path).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_client_corrupting_the_ring_is_dropped() {
+    let path = temp_path("raw");
+    let listener = Arc::new(ShmTransport::bind(&path, &UnixAccess::default()).unwrap());
+    let l2 = listener.clone();
+    let server = tokio::spawn(async move {
+        let mut link = l2.accept().await.unwrap();
+        let mut buf = [0u8; 3];
+        link.reader.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"abc");
+        link.writer.write_all(b"ok").await.unwrap();
+        let e = link.reader.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // The runtime drops a connection on a protocol error.
+    });
+    let client = tokio::task::spawn_blocking(move || {
+        let mut c = testing::RawShmClient::connect(&path).unwrap();
+        assert_eq!(c.write_bytes(b"abc").unwrap(), 3);
+        // Corrupt only once the server has read the good bytes.
+        let mut ok = [0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            got += c.read_bytes(&mut ok[got..]).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(&ok, b"ok");
+        assert!(!c.peer_closed());
+        c.corrupt_indices(1 << 40, 0);
+        assert!(c.wait_peer_closed(Duration::from_secs(5)));
+    });
+    server.await.unwrap();
+    client.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_or_refused_client_does_not_block_others() {
+    let path = temp_path("silent");
+    let listener = ShmTransport::bind(&path, &UnixAccess::default()).unwrap();
+    // One client that says nothing, and one whose offer is garbage.
+    let _silent = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut junk = tokio::net::UnixStream::connect(&path).await.unwrap();
+    junk.write_all(&[0u8; 32]).await.unwrap();
+    let mut answer = [0u8; 1];
+    assert_eq!(
+        junk.read(&mut answer).await.unwrap(),
+        0,
+        "junk was answered"
+    );
+    let path2 = path.clone();
+    let client = tokio::spawn(async move { connect(&path2).await.unwrap() });
+    let _link = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("accept blocked")
+        .unwrap();
+    let _client_link = client.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_talk_over_shm() {
+    let path = temp_path("runtimes");
+    let server = crate::Runtime::builder()
+        .registry()
+        .listen(Endpoint::shm(path.clone()))
+        .start()
+        .await
+        .unwrap();
+    server
+        .bind("answer", server.registry_at(&Endpoint::shm(path.clone())))
+        .await
+        .unwrap();
+    let client = crate::Runtime::builder().start().await.unwrap();
+    let registry = client.registry_at(&Endpoint::shm(path.clone()));
+    let names: Vec<String> = registry
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["answer"]);
+    // A 1 MiB name: a frame half the size of a ring, through the rings both ways; the name
+    // is just not bound.
+    let long = "x".repeat(1 << 20);
+    assert!(registry.lookup(long).await.is_err(), "found a 1 MiB name");
+}
