@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use oxrmi::Endpoint;
 
-use crate::bench::{BENCH_LEASE_MS, Pin, TransportKind};
+use crate::bench::{BENCH_LEASE_MS, Pin, TransportChoice, TransportKind};
 
 /// The oxrmi command-line tool.
 #[derive(Parser, Debug)]
@@ -86,9 +86,9 @@ pub(crate) struct IpcsArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// The transport to measure.
-    #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
-    pub(crate) transport: TransportKind,
+    /// The transport to measure, or all of them in one table.
+    #[arg(long, value_enum, default_value_t = TransportChoice::Tcp)]
+    pub(crate) transport: TransportChoice,
     /// Print one JSON object per figure, one a line, instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -124,15 +124,19 @@ pub(crate) struct BenchClientArgs {
     /// The transport to measure.
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
     pub(crate) transport: TransportKind,
-    /// The bench server's endpoint (its registry holds the bench object).
+    /// The bench server's endpoint (its registry holds the bench object). Absent over pipes:
+    /// the client starts its servers as children then.
     #[arg(long, value_name = "ENDPOINT")]
-    pub(crate) server: Endpoint,
+    pub(crate) server: Option<Endpoint>,
     /// The raw echo server's endpoint.
     #[arg(long, value_name = "ENDPOINT")]
-    pub(crate) raw: Endpoint,
+    pub(crate) raw: Option<Endpoint>,
     /// The endpoint of the bench server for the lifetime figures (short lease, fresh).
     #[arg(long, value_name = "ENDPOINT")]
-    pub(crate) lifetimes: Endpoint,
+    pub(crate) lifetimes: Option<Endpoint>,
+    /// Over pipes: the CPU to pin the servers the client starts to.
+    #[arg(long, value_name = "CPU")]
+    pub(crate) server_cpu: Option<usize>,
     /// Fewer calls and shorter runs.
     #[arg(long)]
     pub(crate) quick: bool,
@@ -200,7 +204,7 @@ mod tests {
         };
         assert_eq!(
             (a.pin, a.transport, a.quick, a.json),
-            (Pin::All, TransportKind::Tcp, true, true)
+            (Pin::All, TransportChoice::Tcp, true, true)
         );
     }
 

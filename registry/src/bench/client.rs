@@ -15,12 +15,15 @@ use super::interface::{BENCH_NAME, Bench};
 use super::lifetimes::{self, Holder};
 use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
+use super::placement::Pinning;
 use super::plan::{
     HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING, SMALL_ECHO,
 };
 use super::raw_calls;
 use super::report;
 use super::stats::Summary;
+use super::transport::RawStream;
+use super::transport::pipe::ChildPipes;
 use crate::cli::BenchClientArgs;
 use crate::tokio_runtime;
 
@@ -29,15 +32,42 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     let plan = Plan::new(args.quick);
     let tokio = tokio_runtime::build().context("cannot start the tokio runtime")?;
     let rt = tokio.block_on(Runtime::builder().start())?;
-    let url = oxrmi::ObjectUrl::of(&args.server, BENCH_NAME).to_string();
+    let transport = args.transport;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let pinning = Pinning::detect();
+    // Over pipes the servers are our children: started here, pinned where asked.
+    let role = |role: &str| {
+        let mut c = pinning.command(&exe, args.server_cpu);
+        c.args([role, "--transport", transport.name()]);
+        c
+    };
+    let (server, _child) = match &args.server {
+        Some(ep) => (ep.clone(), None),
+        None if transport.is_child_pipes() => {
+            let mut c = role("bench-server");
+            c.arg("--lease-ms")
+                .arg(oxrmi::DEFAULT_LEASE.as_millis().to_string());
+            let child = tokio
+                .block_on(rt.spawn_child(c))
+                .context("cannot start the bench server as a child")?;
+            (child.endpoint(), Some(child))
+        }
+        None => anyhow::bail!("--server is needed over {}", transport.name()),
+    };
+    let url = oxrmi::ObjectUrl::of(&server, BENCH_NAME).to_string();
     let bench: Remote<dyn Bench> = tokio
         .block_on(rt.lookup_url(&url))
         .with_context(|| format!("cannot look up {url}"))?;
-    let transport = args.transport;
-    let raw_connect = || {
-        transport
-            .raw_connect(&args.raw)
-            .with_context(|| format!("cannot connect to the raw echo server at {}", args.raw))
+    let raw_connect = || -> anyhow::Result<Box<dyn RawStream>> {
+        match &args.raw {
+            Some(raw) => transport
+                .raw_connect(raw)
+                .with_context(|| format!("cannot connect to the raw echo server at {raw}")),
+            None => Ok(Box::new(
+                ChildPipes::spawn(role("bench-raw-server"))
+                    .context("cannot start the raw echo server as a child")?,
+            )),
+        }
     };
     let mut raw = raw_connect()?;
     let mut out = Emitter;
@@ -70,7 +100,7 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         samples: completed,
     })?;
 
-    let registry = rt.registry_at(&args.server);
+    let registry = rt.registry_at(&server);
     let lookups =
         on_workers(&tokio, oxrmi_calls::lookups(registry.clone(), plan.lookups))?.summarize();
     out.emit(&Measurement {
@@ -102,7 +132,11 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         samples: looked_up,
     })?;
 
-    lifetime_figures(&tokio, &rt, &args.lifetimes, &plan, &mut out)?;
+    // Not over pipes: the lifetime figures need runtimes of their own, which a child's pipes
+    // (reaching only the parent runtime) cannot serve.
+    if let Some(lifetimes) = &args.lifetimes {
+        lifetime_figures(&tokio, &rt, lifetimes, &plan, &mut out)?;
+    }
     rt.shutdown();
     Ok(())
 }

@@ -12,6 +12,7 @@ use super::measurement::Measurement;
 use super::placement::{Pin, Pinning, Placement};
 use super::plan::{BENCH_LEASE_MS, MEMORY_OBJECTS, Plan};
 use super::report;
+use super::transport::TransportKind;
 use crate::cli::BenchArgs;
 use crate::tokio_runtime;
 
@@ -27,19 +28,27 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cpus = tokio_runtime::usable_cpus();
     let plan = Plan::new(args.quick);
     let mut figures = Vec::new();
-    for placement in &placements {
-        eprintln!("oxrmi bench: measuring {} ...", placement.describe());
-        let measured = measure(&exe, &pinning, placement, &args)
-            .with_context(|| format!("placement {}", placement.describe()))?;
-        let these = report::figures(measured, placement, args.transport, cpus);
-        if args.json {
-            let mut out = std::io::stdout().lock();
-            for f in &these {
-                writeln!(out, "{}", report::json_line(f))?;
+    for transport in args.transport.kinds() {
+        for placement in &placements {
+            eprintln!(
+                "oxrmi bench: measuring {} over {} ...",
+                placement.describe(),
+                transport.name()
+            );
+            let measured = measure(&exe, &pinning, placement, transport, args.quick)
+                .with_context(|| {
+                    format!("{} placement {}", transport.name(), placement.describe())
+                })?;
+            let these = report::figures(measured, placement, transport, cpus);
+            if args.json {
+                let mut out = std::io::stdout().lock();
+                for f in &these {
+                    writeln!(out, "{}", report::json_line(f))?;
+                }
+                out.flush()?;
             }
-            out.flush()?;
+            figures.extend(these);
         }
-        figures.extend(these);
     }
     if !args.json {
         let mut out = std::io::stdout().lock();
@@ -50,14 +59,27 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One placement: both servers, then the client against them.
+/// One placement: both servers, then the client against them. Over pipes, the client starts
+/// its servers itself (they are its children), pinned where the placement says.
 fn measure(
     exe: &Path,
     pinning: &Pinning,
     placement: &Placement,
-    args: &BenchArgs,
+    kind: TransportKind,
+    quick: bool,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let transport = args.transport.name();
+    let transport = kind.name();
+    if kind.is_child_pipes() {
+        let mut client = pinning.command(exe, placement.client_cpu);
+        client.args(["bench-client", "--transport", transport]);
+        if let Some(cpu) = placement.server_cpu {
+            client.arg("--server-cpu").arg(cpu.to_string());
+        }
+        if quick {
+            client.arg("--quick");
+        }
+        return run_client(client);
+    }
     let server_command = |role: &str| {
         let mut c = pinning.command(exe, placement.server_cpu);
         c.args([role, "--transport", transport]);
@@ -89,7 +111,7 @@ fn measure(
     client
         .arg("--lifetimes")
         .arg(lifetimes_endpoint.to_string());
-    if args.quick {
+    if quick {
         client.arg("--quick");
     }
     let measured = run_client(client)?;
@@ -108,9 +130,10 @@ fn header(
     cpus: usize,
     plan: &Plan,
 ) -> String {
+    let names: Vec<&str> = args.transport.kinds().iter().map(|k| k.name()).collect();
     let mut h = format!(
         "oxrmi bench: transport {}, {cpus} CPUs available{}\n",
-        args.transport.name(),
+        names.join(", "),
         if args.quick {
             ", QUICK run (not for quoting)"
         } else {
@@ -130,9 +153,14 @@ fn header(
     h += &described.join("; ");
     h += "\n";
     h += "tokio: current_thread in a process pinned to one CPU, one worker per CPU otherwise\n";
-    h += "raw baseline: same transport, same run, blocking sockets against a byte echo: null call \
-          = 8-byte ping-pong, echo = ping-pong of the same size, in flight = 8-byte messages \
-          kept 64 deep; ratio = ours / raw\n";
+    h += "raw baseline: same transport, same run, blocking reads and writes (shm: futex \
+          wake-ups after a short spin) against a byte echo: null call = 8-byte ping-pong, echo = \
+          ping-pong of the same size, in flight = 8-byte messages kept 64 deep; ratio = ours / raw\n";
+    if args.transport.kinds().iter().any(|k| k.is_child_pipes()) {
+        h += "pipe: the client starts both servers as its children (the pipes of a child reach \
+              only its parent), so the lifetime figures, which need runtimes of their own, are \
+              not measured over it\n";
+    }
     let objects = report::thousands(MEMORY_OBJECTS as f64);
     h += &format!(
         "lifetimes, no raw twin (against a bench server of their own, lease {BENCH_LEASE_MS} \

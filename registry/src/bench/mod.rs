@@ -48,4 +48,4 @@ pub(crate) use placement::Pin;
 pub(crate) use plan::BENCH_LEASE_MS;
 pub(crate) use raw_server::run as run_raw_server;
 pub(crate) use server::run as run_server;
-pub(crate) use transport::TransportKind;
+pub(crate) use transport::{TransportChoice, TransportKind};

@@ -15,6 +15,10 @@ const ECHO_BUFFER: usize = 64 * 1024;
 
 /// Serves until stdin closes.
 pub(crate) fn run(args: BenchRawServerArgs) -> anyhow::Result<()> {
+    if args.transport.is_child_pipes() {
+        // Started by the client: echo our stdin to our stdout until it ends.
+        return super::transport::pipe::echo_stdio().context("echo over the pipes");
+    }
     let listener = args
         .transport
         .raw_bind()

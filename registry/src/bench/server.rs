@@ -26,14 +26,29 @@ pub(crate) fn run(args: BenchServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: BenchServerArgs) -> anyhow::Result<()> {
+    let builder = Runtime::builder()
+        .registry()
+        .lease(Duration::from_millis(args.lease_ms));
+    let Some(listen) = args.transport.oxrmi_listen() else {
+        // Over pipes: the client started us; our stdin and stdout are the link, and the
+        // runtime ends the process when the client goes.
+        let rt = builder
+            .parent_pipe()
+            .start()
+            .await
+            .context("cannot start the bench server's runtime")?;
+        let bench = Remote::<dyn Bench>::new(BenchService::default());
+        rt.bind(BENCH_NAME, bench.clone()).await?;
+        rt.set_bootstrap(bench);
+        std::future::pending::<()>().await;
+        return Ok(());
+    };
     let (closed_tx, closed) = oneshot::channel();
     parent_watch::on_stdin_closed(move || {
         let _ = closed_tx.send(());
     })?;
-    let rt = Runtime::builder()
-        .listen(args.transport.oxrmi_listen())
-        .registry()
-        .lease(Duration::from_millis(args.lease_ms))
+    let rt = builder
+        .listen(listen)
         .start()
         .await
         .context("cannot start the bench server's runtime")?;

@@ -2,12 +2,16 @@
 //! blocking sockets, the floor our runtime is compared against.
 //!
 //! Adding a transport: a [`TransportKind`] variant, where the bench server's runtime listens on
-//! it, and a module implementing [`RawListener`] and [`RawStream`] for it.
+//! it, and a module implementing [`RawListener`] and [`RawStream`] for it. The pipe transport
+//! is the exception: nothing listens, the client starts both servers as its children (see
+//! `client`), and its raw twin is a child echoing its stdin ([`pipe`]).
 
 use std::io::{self, Read, Write};
 
 use oxrmi::Endpoint;
 
+mod fifo;
+pub(crate) mod pipe;
 mod shm;
 mod tcp;
 mod unix;
@@ -22,6 +26,47 @@ pub(crate) enum TransportKind {
     /// Shared memory: two rings in a sealed memfd, handed over a Unix socket in the temporary
     /// directory.
     Shm,
+    /// Named pipes: a listening FIFO and a pair per connection, in the temporary directory.
+    Fifo,
+    /// The stdin and stdout of a child process the client starts.
+    Pipe,
+}
+
+/// What `--transport` takes: one transport, or all of them in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportChoice {
+    /// TCP over loopback.
+    Tcp,
+    /// Unix domain stream sockets.
+    Unix,
+    /// Named pipes.
+    Fifo,
+    /// A child process's stdin and stdout.
+    Pipe,
+    /// Shared memory.
+    Shm,
+    /// Every transport above, one after another, in one table.
+    All,
+}
+
+impl TransportChoice {
+    /// The transports to measure.
+    pub(crate) fn kinds(self) -> Vec<TransportKind> {
+        match self {
+            TransportChoice::Tcp => vec![TransportKind::Tcp],
+            TransportChoice::Unix => vec![TransportKind::Unix],
+            TransportChoice::Fifo => vec![TransportKind::Fifo],
+            TransportChoice::Pipe => vec![TransportKind::Pipe],
+            TransportChoice::Shm => vec![TransportKind::Shm],
+            TransportChoice::All => vec![
+                TransportKind::Tcp,
+                TransportKind::Unix,
+                TransportKind::Fifo,
+                TransportKind::Pipe,
+                TransportKind::Shm,
+            ],
+        }
+    }
 }
 
 /// A connected byte stream of the raw twin.
@@ -43,16 +88,33 @@ impl TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Unix => "unix",
             TransportKind::Shm => "shm",
+            TransportKind::Fifo => "fifo",
+            TransportKind::Pipe => "pipe",
         }
     }
 
-    /// Where the bench server's runtime listens: this host only, a free port or path.
-    pub(crate) fn oxrmi_listen(self) -> Endpoint {
-        match self {
+    /// Whether the client starts the servers as its own children (their pipes are the link).
+    pub(crate) fn is_child_pipes(self) -> bool {
+        self == TransportKind::Pipe
+    }
+
+    fn not_listened(self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("nothing listens on {}: the client starts its servers", self.name()),
+        )
+    }
+
+    /// Where the bench server's runtime listens: this host only, a free port or path. `None`
+    /// for the pipe transport.
+    pub(crate) fn oxrmi_listen(self) -> Option<Endpoint> {
+        Some(match self {
             TransportKind::Tcp => Endpoint::tcp("127.0.0.1", 0),
             TransportKind::Unix => Endpoint::unix(unix::fresh_path("oxrmi").to_string_lossy()),
             TransportKind::Shm => Endpoint::shm(unix::fresh_path("oxrmi-shm").to_string_lossy()),
-        }
+            TransportKind::Fifo => Endpoint::fifo(unix::fresh_path("oxrmi-fifo").to_string_lossy()),
+            TransportKind::Pipe => return None,
+        })
     }
 
     /// Binds the raw echo server's listener on this host.
@@ -61,6 +123,8 @@ impl TransportKind {
             TransportKind::Tcp => Ok(Box::new(tcp::RawTcpListener::bind()?)),
             TransportKind::Unix => Ok(Box::new(unix::RawUnixListener::bind()?)),
             TransportKind::Shm => Ok(Box::new(shm::RawShmListener::bind()?)),
+            TransportKind::Fifo => Ok(Box::new(fifo::RawFifoListener::bind()?)),
+            TransportKind::Pipe => Err(self.not_listened()),
         }
     }
 
@@ -70,6 +134,8 @@ impl TransportKind {
             TransportKind::Tcp => Ok(Box::new(tcp::connect(endpoint)?)),
             TransportKind::Unix => Ok(Box::new(unix::connect(endpoint)?)),
             TransportKind::Shm => Ok(Box::new(shm::connect(endpoint)?)),
+            TransportKind::Fifo => Ok(Box::new(fifo::connect(endpoint)?)),
+            TransportKind::Pipe => Err(self.not_listened()),
         }
     }
 }
