@@ -242,6 +242,15 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
 /// Dials the rendezvous socket at `path`: creates the segment, offers it, and waits for the
 /// server to accept it.
 pub(crate) async fn connect_with(path: &str, options: &ShmOptions) -> io::Result<Link> {
+    let (reader, writer, pid) = connect_halves(path, options).await?;
+    Ok(link_of(reader, writer, pid))
+}
+
+/// [`connect_with`], giving the halves themselves and the server's pid.
+async fn connect_halves(
+    path: &str,
+    options: &ShmOptions,
+) -> io::Result<(stream::ShmReader, stream::ShmWriter, Option<i32>)> {
     let layout = Layout::new(options.capacity, options.capacity).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -272,7 +281,9 @@ pub(crate) async fn connect_with(path: &str, options: &ShmOptions) -> io::Result
             format!("the server at {path} refused the shared-memory segment (see its log)"),
         ));
     }
-    link(created.segment, Role::Client, stream, pid, options.spin)
+    let sock: OwnedFd = stream.into_std()?.into();
+    let (reader, writer) = stream::split(created.segment, Role::Client, sock, options.spin)?;
+    Ok((reader, writer, pid))
 }
 
 fn link(
@@ -284,7 +295,11 @@ fn link(
 ) -> io::Result<Link> {
     let sock: OwnedFd = stream.into_std()?.into();
     let (reader, writer) = stream::split(segment, role, sock, spin)?;
-    Ok(Link {
+    Ok(link_of(reader, writer, pid))
+}
+
+fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32>) -> Link {
+    Link {
         scheme: "shm",
         reader: Box::new(reader),
         writer: Box::new(writer),
@@ -294,5 +309,5 @@ fn link(
         },
         local_host: None,
         peer_is_local_host: true,
-    })
+    }
 }

@@ -5,12 +5,16 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::rendezvous::{self, event_index};
 use super::ring::{Consumer, Layout, Producer, ends};
-use super::stream::notify;
-use super::{DEFAULT_CAPACITY, HANDSHAKE_TIMEOUT};
+use super::stream::{ShmReader, ShmWriter, notify};
+use super::{DEFAULT_CAPACITY, HANDSHAKE_TIMEOUT, ShmOptions, connect_halves};
 
 /// A client end of a shared-memory link, driven by hand from synchronous code.
 pub struct RawShmClient {
@@ -104,5 +108,48 @@ impl RawShmClient {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.peer_closed()
+    }
+}
+
+/// A well-behaved shared-memory link as one async byte stream, for tests that speak raw bytes of
+/// the oxrmi protocol to a server (malformed frames and the like) the way they would over a
+/// socket. The rings are kept honest; the bytes in them are the test's business.
+pub struct ShmByteStream {
+    reader: ShmReader,
+    writer: ShmWriter,
+}
+
+/// Dials the `shm://` rendezvous socket at `path` like the runtime does, and gives the link as a
+/// byte stream.
+pub async fn connect_stream(path: &str) -> io::Result<ShmByteStream> {
+    let (reader, writer, _) = connect_halves(path, &ShmOptions::default()).await?;
+    Ok(ShmByteStream { reader, writer })
+}
+
+impl AsyncRead for ShmByteStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ShmByteStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
     }
 }

@@ -390,3 +390,48 @@ async fn two_runtimes_talk_over_shm() {
     let long = "x".repeat(1 << 20);
     assert!(registry.lookup(long).await.is_err(), "found a 1 MiB name");
 }
+
+/// CPU time this thread has used, in clock ticks (user + system).
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_reader_sleeps_instead_of_spinning() {
+    let ((_cr, _cw), (mut sr, _sw)) = pair(SMALL, Duration::from_micros(50));
+    let before = thread_cpu_ticks();
+    let r = tokio::time::timeout(Duration::from_millis(300), sr.read(&mut [0u8; 8])).await;
+    assert!(r.is_err(), "read returned with nothing sent");
+    let used = thread_cpu_ticks() - before;
+    // A spinning reader would use about 30 ticks (10 ms each) here.
+    assert!(
+        used <= 5,
+        "an idle reader used {used} ticks of CPU in 300 ms"
+    );
+}
+
+#[tokio::test]
+async fn the_rendezvous_socket_follows_the_unix_rules() {
+    let path = temp_path("rules");
+    let t = ShmTransport::bind(&path, &UnixAccess::default()).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let e = ShmTransport::bind(&path, &UnixAccess::default())
+        .err()
+        .expect("bound twice");
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    drop(t);
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the file outlived its listener"
+    );
+    // A stale one is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let t = ShmTransport::bind(&path, &UnixAccess::default()).unwrap();
+    drop(t);
+}
