@@ -19,4 +19,5 @@ mod pipes;
 mod references;
 mod registry;
 mod remote_host;
+mod shm;
 mod unix_security;

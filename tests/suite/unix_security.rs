@@ -1,6 +1,8 @@
-//! Unix sockets admit only processes of the server's own user: the socket file is mode 0600
-//! and the server checks each peer's credentials. Needs root (to run a peer as `nobody` with
-//! setpriv); without it the test says so loudly and skips, except under CI=true, where it fails.
+//! The local transports admit only processes of the server's own user: the file (Unix socket,
+//! shared-memory rendezvous socket, listening FIFO) is mode 0600 and the server checks each
+//! peer's credentials (SO_PEERCRED; for FIFOs, the owner of the connection's FIFOs). Needs root
+//! (to run a peer as `nobody` with setpriv); without it the test says so loudly and skips,
+//! except under CI=true, where it fails.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -48,20 +50,31 @@ fn calls(url: &str, n: &str, as_nobody: bool) -> Output {
     cmd.args(["calls", url, n, "own"]).output().unwrap()
 }
 
-/// The mode bits of the server's socket file.
+/// The mode bits of the server's endpoint file.
 fn socket_mode(server: &Peer) -> (String, u32) {
-    let path = server
-        .endpoint()
-        .strip_prefix("unix://")
-        .unwrap()
-        .to_string();
+    let ep: oxrmi::Endpoint = server.endpoint().parse().unwrap();
+    let path = ep.path().expect("a local endpoint").to_string();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     (path, mode)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_of_another_user_cannot_connect() {
-    let server = Peer::serve(Transport::Unix).await;
+async fn a_process_of_another_user_cannot_connect_over_unix() {
+    another_user_is_refused(Transport::Unix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_another_user_cannot_connect_over_shm() {
+    another_user_is_refused(Transport::Shm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_another_user_cannot_connect_over_fifo() {
+    another_user_is_refused(Transport::Fifo).await;
+}
+
+async fn another_user_is_refused(t: Transport) {
+    let server = Peer::serve(t).await;
     let (path, mode) = socket_mode(&server);
     assert_eq!(mode, 0o600, "the socket file is open to others");
 
@@ -96,7 +109,10 @@ async fn a_process_of_another_user_cannot_connect() {
         !out.status.success(),
         "the server served another user's process"
     );
-    assert!(stderr.contains("connection lost"), "{stderr}");
+    assert!(
+        stderr.contains("connection lost") || stderr.contains("connection refused"),
+        "{stderr}"
+    );
     // Its own user is still served.
     let out = calls(&server.url("counter"), "1", false);
     assert!(

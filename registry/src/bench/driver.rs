@@ -35,8 +35,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 placement.describe(),
                 transport.name()
             );
-            let measured = measure(&exe, &pinning, placement, transport, args.quick)
-                .with_context(|| {
+            let measured =
+                measure(&exe, &pinning, placement, transport, args.quick).with_context(|| {
                     format!("{} placement {}", transport.name(), placement.describe())
                 })?;
             let these = report::figures(measured, placement, transport, cpus);

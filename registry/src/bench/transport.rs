@@ -101,7 +101,10 @@ impl TransportKind {
     fn not_listened(self) -> io::Error {
         io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("nothing listens on {}: the client starts its servers", self.name()),
+            format!(
+                "nothing listens on {}: the client starts its servers",
+                self.name()
+            ),
         )
     }
 

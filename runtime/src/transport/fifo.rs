@@ -42,6 +42,13 @@ const ID_LEN: usize = 32;
 /// The byte the server writes once it has opened both FIFOs of a connection.
 const ACK: u8 = 0x06;
 
+/// The byte the server writes, where it can, into the `down` FIFO of a connection it refuses.
+const NAK: u8 = 0x15;
+
+/// How long the accepting task may spend telling a refused client (an empty pipe takes the
+/// byte at once; a client that filled its own pipe does not get to hold the listener).
+const NAK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// ENXIO: opening a FIFO for writing, without blocking, while nobody has it open for reading.
 const ENXIO: i32 = 6;
 
@@ -136,11 +143,15 @@ impl FifoTransport {
     async fn open(&self, id: &str) -> io::Result<Link> {
         let (up, down) = connection_paths(&self.path, id);
         let result = self.open_checked(&up, &down).await;
-        // `down` has served its purpose; `up` goes once the client has opened it (see `Kept`).
-        let _ = std::fs::remove_file(&down);
         if result.is_err() {
+            // Tell the client at once rather than let it wait for its connect timeout.
+            if let Ok(mut tx) = pipe::OpenOptions::new().open_sender(&down) {
+                let _ = tokio::time::timeout(NAK_WAIT, tx.write_all(&[NAK])).await;
+            }
             let _ = std::fs::remove_file(&up);
         }
+        // `down` has served its purpose; `up` goes once the client has opened it (see `Kept`).
+        let _ = std::fs::remove_file(&down);
         result
     }
 
@@ -310,11 +321,20 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     let mut ack = [0u8; 1];
     rx.read_exact(&mut ack).await?;
     drop(keeper);
-    if ack[0] != ACK {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the FIFO server answered with something other than its acknowledgement",
-        ));
+    match ack[0] {
+        ACK => {}
+        NAK => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "the FIFO server refused the connection (see its log)",
+            ));
+        }
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the FIFO server answered with something other than its acknowledgement",
+            ));
+        }
     }
     let tx = pipe::OpenOptions::new().open_sender(&up)?;
     Ok(Link {
