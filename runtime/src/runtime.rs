@@ -19,8 +19,7 @@ use crate::object::ObjectTable;
 use crate::registry::{Binding, Registry, RegistryService};
 use crate::remote::{AnyRemote, Interface, Remote};
 use crate::stub::StubHandle;
-use crate::transport::unix::UnixAccess;
-use crate::transport::{self, Listener};
+use crate::transport::{self, Listener, LocalOptions};
 
 /// The largest send buffer, in frames: tokio's channels hold at most `usize::MAX >> 3` permits.
 const MAX_SEND_BUFFER: usize = usize::MAX >> 4;
@@ -50,8 +49,8 @@ pub(crate) struct Config {
     pub(crate) registry_remote_writes: bool,
     /// How long a holder's lease lasts without renewal.
     pub(crate) lease: Duration,
-    /// Who may connect to this runtime's Unix socket endpoints.
-    pub(crate) unix_access: UnixAccess,
+    /// Who may connect to this runtime's local endpoints, and how shared memory waits.
+    pub(crate) local: LocalOptions,
     /// Whether a runtime started with `parent_pipe` ends its process when the parent goes.
     pub(crate) exit_with_parent: bool,
     /// The only transport used to reach runtimes found through references, if pinned.
@@ -67,7 +66,7 @@ impl Default for Config {
             send_buffer: 1024,
             registry_remote_writes: false,
             lease: DEFAULT_LEASE,
-            unix_access: UnixAccess::default(),
+            local: LocalOptions::default(),
             exit_with_parent: true,
             pinned_transport: None,
         }
@@ -157,7 +156,7 @@ impl RuntimeBuilder {
     /// mode lets other users reach the file; the credentials check still admits only this user
     /// and those given to [`allow_unix_uid`](Self::allow_unix_uid).
     pub fn unix_socket_mode(mut self, mode: u32) -> Self {
-        self.config.unix_access.mode = mode & 0o777;
+        self.config.local.access.mode = mode & 0o777;
         self
     }
 
@@ -165,7 +164,7 @@ impl RuntimeBuilder {
     /// processes of this runtime's own user are served). Widen the socket file's mode with
     /// [`unix_socket_mode`](Self::unix_socket_mode) so they can reach it.
     pub fn allow_unix_uid(mut self, uid: u32) -> Self {
-        self.config.unix_access.allowed_uids.push(uid);
+        self.config.local.access.allowed_uids.push(uid);
         self
     }
 
@@ -201,6 +200,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long a shared-memory link polls its ring before it sleeps on an event (default
+    /// 30 µs on a machine with more than one CPU online, none on a single CPU). Spinning answers
+    /// a peer on another CPU in well under a microsecond where a wake-up costs tens; a link
+    /// stops spinning by itself while it does not pay (a peer on the same CPU, an idle link).
+    /// `Duration::ZERO` never spins.
+    pub fn shm_spin(mut self, spin: Duration) -> Self {
+        self.config.local.shm_spin = spin;
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -231,7 +240,7 @@ impl RuntimeBuilder {
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         for text in &self.listen {
             let ep: Endpoint = text.parse()?;
-            let l = transport::bind(&ep, &self.config.unix_access)
+            let l = transport::bind(&ep, &self.config.local)
                 .await
                 .map_err(|e| RemoteError::Setup {
                     reason: format!("cannot listen on {ep}: {e}"),
@@ -475,13 +484,12 @@ impl RuntimeInner {
         let ep2 = ep.clone();
         // Dial on the runtime's own tokio runtime so the socket belongs to it, whoever calls.
         let task = self.handle.spawn(async move {
-            let link =
-                transport::connect(&ep2)
-                    .await
-                    .map_err(|e| RemoteError::ConnectionRefused {
-                        endpoint: ep2.to_string(),
-                        reason: e.to_string(),
-                    })?;
+            let link = transport::connect(&ep2, &rt.config.local)
+                .await
+                .map_err(|e| RemoteError::ConnectionRefused {
+                    endpoint: ep2.to_string(),
+                    reason: e.to_string(),
+                })?;
             connection::establish(&rt, link).await
         });
         let conn = match tokio::time::timeout(self.config.connect_timeout, task).await {

@@ -17,7 +17,8 @@ use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
 use super::placement::Pinning;
 use super::plan::{
-    HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING, SMALL_ECHO,
+    BULK_ECHO, HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING,
+    SMALL_ECHO,
 };
 use super::raw_calls;
 use super::report;
@@ -84,6 +85,23 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         let echo = on_workers(&tokio, oxrmi_calls::echo(bench.clone(), size, count))?.summarize();
         out.latency(id, label, echo, Some(raw_echo))?;
     }
+
+    // Bulk: 1 MiB each way per call, as payload bytes per second each way.
+    let raw_bulk = raw_calls::ping_pong(&mut *raw, BULK_ECHO, plan.bulk)?.summarize();
+    let bulk = on_workers(
+        &tokio,
+        oxrmi_calls::echo(bench.clone(), BULK_ECHO, plan.bulk),
+    )?
+    .summarize();
+    out.latency("echo_1m", "echo 1 MiB", bulk, Some(raw_bulk))?;
+    out.emit(&Measurement {
+        metric: "echo_1m_bytes_per_second".into(),
+        label: "echo 1 MiB, payload each way".into(),
+        unit: Unit::BytesPerSecond,
+        ours: bulk.per_second * BULK_ECHO as f64,
+        raw: Some(raw_bulk.per_second * BULK_ECHO as f64),
+        samples: bulk.count,
+    })?;
 
     // A fresh raw connection: the pipelined run leaves messages in flight when it stops.
     let raw_rate = raw_calls::pipelined(&mut *raw_connect()?, RAW_PING, IN_FLIGHT, plan.in_flight)?;

@@ -26,6 +26,9 @@ pub(crate) enum Unit {
     /// Bytes of memory.
     #[serde(rename = "bytes")]
     Bytes,
+    /// Payload bytes per second each way (an echo moves as many back as out).
+    #[serde(rename = "bytes/s")]
+    BytesPerSecond,
 }
 
 /// One figure as measured, before the parent adds its placement.

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub(crate) const SMALL_ECHO: usize = 1024;
 /// The payload of the large echo.
 pub(crate) const LARGE_ECHO: usize = 64 * 1024;
+/// The payload of the bulk echo, whose figure is bytes per second each way.
+pub(crate) const BULK_ECHO: usize = 1024 * 1024;
 /// The bytes each way of the raw twin of a null call, as in the anchor figures.
 pub(crate) const RAW_PING: usize = 8;
 /// Calls in flight over one connection in the throughput figure.
@@ -48,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) small: Count,
     /// 64 KiB echoes and their raw twin: each costs tens of microseconds, so fewer.
     pub(crate) large: Count,
+    /// 1 MiB echoes and their raw twin: each costs hundreds of microseconds.
+    pub(crate) bulk: Count,
     /// Null calls with [`IN_FLIGHT`] callers.
     pub(crate) in_flight: Window,
     /// Registry lookups.
@@ -70,6 +74,10 @@ impl Plan {
             large: Count {
                 warmup: 2_000,
                 timed: 20_000,
+            },
+            bulk: Count {
+                warmup: 100,
+                timed: 1_000,
             },
             in_flight: Window {
                 warmup: Duration::from_millis(300),
@@ -98,6 +106,7 @@ impl Plan {
         Plan {
             small: tenth(full.small),
             large: tenth(full.large),
+            bulk: tenth(full.bulk),
             in_flight: Window {
                 warmup: Duration::from_millis(100),
                 measured: Duration::from_millis(500),
@@ -114,7 +123,7 @@ impl Plan {
     /// One line saying how much was measured.
     pub(crate) fn describe(&self) -> String {
         format!(
-            "null and 1 KiB: {} warm-up + {} timed calls; 64 KiB: {} + {}; \
+            "null and 1 KiB: {} warm-up + {} timed calls; 64 KiB: {} + {}; 1 MiB: {} + {}; \
              {IN_FLIGHT} in flight: {:.1} s after {:.1} s; lookups: {} + {}; references: {} + {}; \
              renewals: {:.1} s with {HELD_FEW}, then with {HELD_MANY} handles held (after {:.1} s); \
              memory: {MEMORY_OBJECTS} objects",
@@ -122,6 +131,8 @@ impl Plan {
             self.small.timed,
             self.large.warmup,
             self.large.timed,
+            self.bulk.warmup,
+            self.bulk.timed,
             self.in_flight.measured.as_secs_f64(),
             self.in_flight.warmup.as_secs_f64(),
             self.lookups.warmup,

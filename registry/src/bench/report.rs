@@ -71,13 +71,14 @@ pub(crate) fn table(figures: &[Figure]) -> String {
         "OURS",
         "RAW BASELINE",
         "RATIO",
+        "TRANSPORT",
         "PLACEMENT",
         "CPUS",
     ])
     .align(1, Align::Right)
     .align(2, Align::Right)
     .align(3, Align::Right)
-    .align(5, Align::Right);
+    .align(6, Align::Right);
     let mut previous = None;
     for f in figures {
         let placement = Placement {
@@ -85,7 +86,8 @@ pub(crate) fn table(figures: &[Figure]) -> String {
             server_cpu: f.server_cpu,
             client_cpu: f.client_cpu,
         };
-        if previous.is_some_and(|p| p != placement.cell()) {
+        let group = (f.transport, placement.cell());
+        if previous.as_ref().is_some_and(|p| *p != group) {
             t.push(Vec::new());
         }
         let dash = || "—".to_string();
@@ -94,10 +96,11 @@ pub(crate) fn table(figures: &[Figure]) -> String {
             value(f.value, f.unit),
             f.raw.map_or_else(dash, |raw| value(raw, f.unit)),
             f.ratio.map_or_else(dash, |r| format!("{r:.2}×")),
+            f.transport.to_string(),
             placement.cell(),
             f.cpus.to_string(),
         ]);
-        previous = Some(placement.cell());
+        previous = Some(group);
     }
     t.render()
 }
@@ -113,6 +116,8 @@ fn value(v: f64, unit: Unit) -> String {
         Unit::PerMinute => format!("{}/min", thousands(v)),
         Unit::Ratio => format!("{v:.2}×"),
         Unit::Bytes => format!("{} B", thousands(v)),
+        Unit::BytesPerSecond if v >= 1e9 => format!("{:.2} GB/s", v / 1e9),
+        Unit::BytesPerSecond => format!("{:.0} MB/s", v / 1e6),
     }
 }
 
@@ -213,11 +218,11 @@ mod tests {
         ));
         assert_eq!(
             table(&all),
-            "METRIC                  OURS  RAW BASELINE  RATIO  PLACEMENT  CPUS\n\
-             null call p50        20.0 µs       4.00 µs  5.00×  same 1/1      2\n\
-             registry lookup p50  30.0 µs             —      —  same 1/1      2\n\
+            "METRIC                  OURS  RAW BASELINE  RATIO  TRANSPORT  PLACEMENT  CPUS\n\
+             null call p50        20.0 µs       4.00 µs  5.00×  tcp        same 1/1      2\n\
+             registry lookup p50  30.0 µs             —      —  tcp        same 1/1      2\n\
              \n\
-             null call p50        30.0 µs       10.0 µs  3.00×  none          2\n"
+             null call p50        30.0 µs       10.0 µs  3.00×  tcp        none          2\n"
         );
     }
 }

@@ -44,16 +44,45 @@ pub(crate) trait Listener: Send + Sync {
     fn endpoint(&self) -> Endpoint;
 }
 
+/// What the local transports are told by the runtime's settings.
+#[derive(Clone, Debug)]
+pub(crate) struct LocalOptions {
+    /// Who may connect to Unix, FIFO and shared-memory endpoints.
+    pub(crate) access: unix::UnixAccess,
+    /// How long a shared-memory link spins before it sleeps.
+    pub(crate) shm_spin: std::time::Duration,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            access: unix::UnixAccess::default(),
+            shm_spin: shm::default_spin(),
+        }
+    }
+}
+
+impl LocalOptions {
+    fn shm(&self) -> shm::ShmOptions {
+        shm::ShmOptions {
+            spin: self.shm_spin,
+            ..shm::ShmOptions::default()
+        }
+    }
+}
+
 /// Starts listening on `ep`.
-pub(crate) async fn bind(
-    ep: &Endpoint,
-    unix_access: &unix::UnixAccess,
-) -> io::Result<Box<dyn Listener>> {
+pub(crate) async fn bind(ep: &Endpoint, local: &LocalOptions) -> io::Result<Box<dyn Listener>> {
+    let unix_access = &local.access;
     match ep {
         Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
         Endpoint::Fifo { path } => Ok(Box::new(fifo::FifoTransport::bind(path, unix_access)?)),
-        Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind(path, unix_access)?)),
+        Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind_with(
+            path,
+            unix_access,
+            local.shm(),
+        )?)),
         Endpoint::Pipe { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "nobody listens on a pipe endpoint: a parent starts its child with Runtime::spawn_child",
@@ -62,12 +91,12 @@ pub(crate) async fn bind(
 }
 
 /// Connects to `ep`.
-pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Link> {
+pub(crate) async fn connect(ep: &Endpoint, local: &LocalOptions) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
         Endpoint::Unix { path } => unix::connect(path).await,
         Endpoint::Fifo { path } => fifo::connect(path).await,
-        Endpoint::Shm { path } => shm::connect(path).await,
+        Endpoint::Shm { path } => shm::connect_with(path, &local.shm()).await,
         Endpoint::Pipe { runtime } => Err(io::Error::new(
             io::ErrorKind::NotConnected,
             format!("no pipe to runtime {runtime}: only its parent or child can reach it this way"),
@@ -86,7 +115,7 @@ pub struct RawLink {
 impl RawLink {
     /// Connects to `ep` at the transport level only (no handshake is sent).
     pub async fn connect(ep: &Endpoint) -> io::Result<RawLink> {
-        let link = connect(ep).await?;
+        let link = connect(ep, &LocalOptions::default()).await?;
         Ok(RawLink {
             reader: link.reader,
             writer: link.writer,

@@ -89,15 +89,37 @@ pub(crate) struct ShmOptions {
     pub(crate) capacity: u64,
 }
 
+/// The spin budget by default: 30 µs on a machine with more than one CPU online (the peer may
+/// run on another: waking it there costs tens of microseconds, a spinning one answers in well
+/// under one), none on a single CPU. Whether a link keeps spinning adapts to whether it pays
+/// (see `stream::Spinner`): this process's own CPU affinity says nothing about the peer's.
+pub(crate) fn default_spin() -> Duration {
+    if online_cpus() > 1 {
+        Duration::from_micros(30)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// CPUs online on this machine (`/sys/devices/system/cpu/online`, as `0-3,6`), whatever this
+/// process's affinity.
+fn online_cpus() -> usize {
+    let Ok(list) = std::fs::read_to_string("/sys/devices/system/cpu/online") else {
+        return std::thread::available_parallelism().map_or(1, |n| n.get());
+    };
+    list.trim()
+        .split(',')
+        .filter_map(|range| match range.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()?.checked_sub(a.parse().ok()?)? + 1),
+            None => range.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
 impl Default for ShmOptions {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         ShmOptions {
-            spin: if cpus > 1 {
-                Duration::from_micros(30)
-            } else {
-                Duration::ZERO
-            },
+            spin: default_spin(),
             capacity: DEFAULT_CAPACITY,
         }
     }
@@ -114,6 +136,7 @@ pub(crate) struct ShmTransport {
 
 impl ShmTransport {
     /// Binds the rendezvous socket at `path` with the default options.
+    #[cfg(test)]
     pub(crate) fn bind(path: &str, access: &UnixAccess) -> io::Result<Self> {
         Self::bind_with(path, access, ShmOptions::default())
     }
@@ -235,6 +258,7 @@ impl Drop for ShmTransport {
 }
 
 /// Dials the rendezvous socket at `path` with the default options.
+#[cfg(test)]
 pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     connect_with(path, &ShmOptions::default()).await
 }

@@ -56,7 +56,7 @@ pub(super) fn split(
         space_peer: take(event_index(in_ring, true))?,
         sock: watch(sock.try_clone()?)?,
         peer_gone: false,
-        spin,
+        spinner: Spinner::new(spin),
     };
     let writer = ShmWriter {
         ring: producer,
@@ -65,7 +65,7 @@ pub(super) fn split(
         sock: watch(sock)?,
         peer_gone: false,
         shut: false,
-        spin,
+        spinner: Spinner::new(spin),
     };
     Ok((reader, writer))
 }
@@ -81,7 +81,7 @@ pub(crate) struct ShmReader {
     sock: AsyncFd<OwnedFd>,
     /// The socket reported the peer's end: drain the ring, then end of stream.
     peer_gone: bool,
-    spin: Duration,
+    spinner: Spinner,
 }
 
 /// The write half: produces into our ring.
@@ -95,12 +95,58 @@ pub(crate) struct ShmWriter {
     peer_gone: bool,
     /// Shut down: the ring is closed, no more writes.
     shut: bool,
-    spin: Duration,
+    spinner: Spinner,
 }
 
 /// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.
 pub(super) fn notify(fd: BorrowedFd<'_>) {
     let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Spinning that pays only while it pays: it helps when the peer runs on another CPU at the
+/// same time (it answers within the spin), and only delays the peer when both share one CPU or
+/// the peer is idle. Each successful spin earns credit, each failed one costs more; without
+/// credit a half spins only on every [`PROBE_EVERY`]th wait, to notice when spinning would pay
+/// again. So a ping-pong across two CPUs keeps spinning, and one on a single CPU, or an idle
+/// link, soon sleeps at once.
+struct Spinner {
+    budget: Duration,
+    credit: u8,
+    waits: u32,
+}
+
+/// Most credit a run of successful spins earns.
+const MAX_CREDIT: u8 = 8;
+/// Without credit, one wait in this many still spins.
+const PROBE_EVERY: u32 = 64;
+
+impl Spinner {
+    fn new(budget: Duration) -> Self {
+        Spinner {
+            budget,
+            credit: 1,
+            waits: 0,
+        }
+    }
+
+    /// Spins up to the budget until `ready()`, if spinning has paid lately; whether it became
+    /// ready.
+    fn spin_until(&mut self, ready: impl FnMut() -> bool) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        self.waits = self.waits.wrapping_add(1);
+        if self.credit == 0 && !self.waits.is_multiple_of(PROBE_EVERY) {
+            return false;
+        }
+        let ok = spin_until(self.budget, ready);
+        self.credit = if ok {
+            (self.credit + 1).min(MAX_CREDIT)
+        } else {
+            self.credit.saturating_sub(2)
+        };
+        ok
+    }
 }
 
 /// Spins up to `spin` until `ready()`; whether it became ready.
@@ -191,9 +237,10 @@ impl AsyncRead for ShmReader {
             if !spun {
                 spun = true;
                 let ring = &mut this.ring;
-                if spin_until(this.spin, || {
-                    ring.available() != Ok(0) || ring.producer_closed()
-                }) {
+                if this
+                    .spinner
+                    .spin_until(|| ring.available() != Ok(0) || ring.producer_closed())
+                {
                     continue;
                 }
             }
@@ -253,7 +300,10 @@ impl ShmWriter {
             if !spun {
                 spun = true;
                 let ring = &mut self.ring;
-                if spin_until(self.spin, || ring.free() != Ok(0) || ring.consumer_gone()) {
+                if self
+                    .spinner
+                    .spin_until(|| ring.free() != Ok(0) || ring.consumer_gone())
+                {
                     continue;
                 }
             }
