@@ -192,10 +192,13 @@ mod tests {
 
     #[test]
     fn bench_names_the_transports_that_exist() {
-        let e = parse(&["bench", "--transport", "fifo"])
+        let e = parse(&["bench", "--transport", "carrier-pigeon"])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("possible values: tcp, unix"), "{e}");
+        assert!(
+            e.contains("possible values: tcp, unix, fifo, pipe, shm, all"),
+            "{e}"
+        );
         let Command::Bench(a) = parse(&["bench", "--pin", "all", "--quick", "--json"])
             .unwrap()
             .command
