@@ -37,10 +37,32 @@ pub(crate) fn ping_pong(
     })
 }
 
+/// Bytes written at a time in a large round trip.
+const CHUNK: usize = 32 * 1024;
+/// Bytes a large round trip lets be under way (written, not yet read back) before it reads:
+/// below the smallest buffering between us and the echo (a pipe's 64 KiB), so the echo never
+/// blocks writing to us while we block writing to it.
+const WINDOW: usize = 64 * 1024;
+
 fn round_trip(stream: &mut dyn RawStream, out: &[u8], back: &mut [u8]) -> io::Result<()> {
-    // A large message fits in the loopback socket buffers, so the echo cannot block on us.
-    stream.write_all(out)?;
-    stream.read_exact(back)
+    if out.len() <= WINDOW {
+        stream.write_all(out)?;
+        return stream.read_exact(back);
+    }
+    let (mut written, mut read) = (0, 0);
+    while written < out.len() {
+        let end = (written + CHUNK).min(out.len());
+        stream.write_all(&out[written..end])?;
+        written = end;
+        while written - read > WINDOW {
+            let n = stream.read(&mut back[read..])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            read += n;
+        }
+    }
+    stream.read_exact(&mut back[read..])
 }
 
 /// Messages of `size` bytes kept `in_flight` deep on one connection: whenever whole messages
