@@ -42,8 +42,14 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         c.args([role, "--transport", transport.name()]);
         c
     };
-    let (server, _child) = match &args.server {
-        Some(ep) => (ep.clone(), None),
+    let (server, bench, _child) = match &args.server {
+        Some(ep) => {
+            let url = oxrmi::ObjectUrl::of(ep, BENCH_NAME).to_string();
+            let bench: Remote<dyn Bench> = tokio
+                .block_on(rt.lookup_url(&url))
+                .with_context(|| format!("cannot look up {url}"))?;
+            (ep.clone(), bench, None)
+        }
         None if transport.is_child_pipes() => {
             let mut c = role("bench-server");
             c.arg("--lease-ms")
@@ -51,14 +57,14 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
             let child = tokio
                 .block_on(rt.spawn_child(c))
                 .context("cannot start the bench server as a child")?;
-            (child.endpoint(), Some(child))
+            // Offered once it is bound: waiting for it means the child is ready.
+            let bench: Remote<dyn Bench> = tokio
+                .block_on(child.bootstrap())
+                .context("cannot reach the child's bench object")?;
+            (child.endpoint(), bench, Some(child))
         }
         None => anyhow::bail!("--server is needed over {}", transport.name()),
     };
-    let url = oxrmi::ObjectUrl::of(&server, BENCH_NAME).to_string();
-    let bench: Remote<dyn Bench> = tokio
-        .block_on(rt.lookup_url(&url))
-        .with_context(|| format!("cannot look up {url}"))?;
     let raw_connect = || -> anyhow::Result<Box<dyn RawStream>> {
         match &args.raw {
             Some(raw) => transport
