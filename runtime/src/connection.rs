@@ -360,7 +360,7 @@ async fn read_frame(r: &mut BufReader<BoxRead>, max: usize) -> Result<Vec<u8>, R
     let len = frame::check_length(len, max).map_err(ReadError::Protocol)?;
     // Read into uninitialised capacity: zero-filling a large frame first costs as much as
     // copying it.
-    let mut buf = Vec::with_capacity(len);
+    let mut buf = crate::buffers::take(len);
     while buf.len() < len {
         let remaining = len - buf.len();
         let n = r
@@ -483,6 +483,8 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
                     conn.send_soon(message::ack(header.call));
                 }
                 crate::dispatch::serve(&rt, &conn, header, &frame[payload..]);
+                // The arguments are decoded: the frame's buffer can take the next one.
+                crate::buffers::recycle(frame);
             }
             Message::Reply {
                 call,

@@ -104,7 +104,7 @@ pub(crate) struct FrameBuf {
 
 impl FrameBuf {
     pub(crate) fn new(kind: Kind, capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(LENGTH_LEN + 1 + capacity);
+        let mut buf = crate::buffers::take(LENGTH_LEN + 1 + capacity);
         buf.extend_from_slice(&[0; LENGTH_LEN]);
         buf.push(kind as u8);
         FrameBuf { buf }

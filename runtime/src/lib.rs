@@ -53,6 +53,7 @@
 extern crate self as oxrmi;
 
 pub mod blocking;
+mod buffers;
 mod child;
 mod connection;
 mod context;

@@ -64,7 +64,10 @@ pub(crate) struct Closed;
 /// Bytes that could not be written without waiting, and the right to write them.
 pub(crate) struct FlushJob {
     outbox: Arc<Outbox>,
+    /// A batch whose bytes from `start` on are still to write (an offset, not a drain: a large
+    /// frame the socket takes a piece at a time is not moved for each piece).
     rest: Vec<u8>,
+    start: usize,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -151,9 +154,9 @@ impl Outbox {
         loop {
             let written = write_without_waiting(&mut w, &batch);
             if written < batch.len() {
-                batch.drain(..written);
-                return Sent::Deferred(self.job(batch));
+                return Sent::Deferred(self.job_from(batch, written));
             }
+            crate::buffers::recycle(batch);
             match self.take_queue() {
                 Some(next) => batch = next,
                 None => return Sent::Written,
@@ -168,20 +171,29 @@ impl Outbox {
             st.busy = false;
             return None;
         }
-        let frames = std::mem::take(&mut st.queue);
+        let mut frames = std::mem::take(&mut st.queue);
         drop(st);
         self.space.notify_waiters();
+        if frames.len() == 1 {
+            return frames.pop();
+        }
         let mut joined = Vec::with_capacity(frames.iter().map(Vec::len).sum());
         for f in frames {
             joined.extend_from_slice(&f);
+            crate::buffers::recycle(f);
         }
         Some(joined)
     }
 
     fn job(self: &Arc<Self>, rest: Vec<u8>) -> FlushJob {
+        self.job_from(rest, 0)
+    }
+
+    fn job_from(self: &Arc<Self>, rest: Vec<u8>, start: usize) -> FlushJob {
         FlushJob {
             outbox: self.clone(),
             rest,
+            start,
         }
     }
 
@@ -211,14 +223,17 @@ impl FlushJob {
         let outbox = self.outbox;
         let mut w = outbox.writer.lock().await;
         let mut batch = self.rest;
+        let mut start = self.start;
         loop {
-            if batch.is_empty() {
+            if batch.len() <= start {
                 // A deferred start: the frames are all in the queue.
-            } else if let Err(e) = w.write_all(&batch).await {
+            } else if let Err(e) = w.write_all(&batch[start..]).await {
                 // Nobody can write after a failed write; the connection is closing.
                 lock(&outbox.state).busy = false;
                 return Err(e);
             }
+            crate::buffers::recycle(batch);
+            start = 0;
             match outbox.take_queue() {
                 Some(next) => batch = next,
                 None => break,

@@ -307,7 +307,10 @@ impl StubHandle {
     ) -> Result<(Received, Connection, u64), RemoteError> {
         let (buf, conn, deadline, millis) = args.finish()?;
         let work = conn.call(self.inner.target.object, method, &buf, deadline, call_flags);
-        match tokio::time::timeout_at(deadline, work).await {
+        let done = tokio::time::timeout_at(deadline, work).await;
+        // The arguments were copied into their frame: the buffer can serve a later frame.
+        crate::buffers::recycle(buf);
+        match done {
             Ok(r) => Ok((r?, conn, millis)),
             Err(_) => Err(RemoteError::Timeout { millis }),
         }
@@ -355,8 +358,10 @@ impl StubHandle {
         let bytes = &frame[payload..];
         match status {
             Status::Ok => {
-                marshal::decode_value(&ctx, bytes, || format!("the result of `{method}`"))
-                    .map_err(E::from)
+                let r = marshal::decode_value(&ctx, bytes, || format!("the result of `{method}`"));
+                // Decoded: the frame's buffer can take the next large frame.
+                crate::buffers::recycle(frame);
+                r.map_err(E::from)
             }
             Status::AppError => {
                 Err(
