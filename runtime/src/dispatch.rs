@@ -26,6 +26,7 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         interface = tracing::field::Empty,
         method = %header.method,
         peer = %conn.peer(),
+        transport = conn.info().scheme,
         call = call.0,
         outcome = tracing::field::Empty,
         micros = tracing::field::Empty,

@@ -327,6 +327,8 @@ impl StubHandle {
             interface = %self.inner.target.interface,
             method,
             object = %self.inner.target.object,
+            peer = tracing::field::Empty,
+            transport = tracing::field::Empty,
             outcome = tracing::field::Empty,
             micros = tracing::field::Empty,
         );
@@ -343,6 +345,9 @@ impl StubHandle {
         E: DeserializeOwned + From<RemoteError> + Send,
     {
         let (received, conn, millis) = self.invoke(method, args, 0).await.map_err(E::from)?;
+        let span = tracing::Span::current();
+        span.record("peer", tracing::field::display(conn.peer()));
+        span.record("transport", conn.info().scheme);
         let Received::Reply {
             status,
             frame,
