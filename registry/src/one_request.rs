@@ -28,6 +28,7 @@ where
     tokio
         .block_on(async {
             let rt = Runtime::builder()
+                .shared_secret_from_env()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .call_timeout(CALL_TIMEOUT)
                 .start()

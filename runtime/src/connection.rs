@@ -294,6 +294,9 @@ impl Connection {
             return;
         }
         tracing::debug!(peer = %self.inner.peer, addr = %self.inner.peer_addr, %reason, "connection closed");
+        // Out of the table before any caller hears of the loss: one that looks again finds it
+        // gone.
+        rt.conns.remove(self);
         let pending: Vec<PendingTx> = lock(&self.inner.pending).drain().map(|(_, v)| v).collect();
         for tx in pending {
             let _ = tx.send(Err(RemoteError::lost(reason)));
@@ -307,7 +310,6 @@ impl Connection {
         self.inner.handle.spawn(async move {
             let _ = tokio::time::timeout(FLUSH_ON_CLOSE, outbox.close()).await;
         });
-        rt.conns.remove(self);
         self.inner.gone.send_replace(true);
     }
 
@@ -390,10 +392,11 @@ pub(crate) async fn establish(
     let max = rt.config.max_frame;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
 
+    let challenge = rt.config.secret.as_ref().map(|_| crate::auth::challenge());
     let hello = Hello {
         runtime: rt.id,
         endpoints: rt.advertised_for(local_host.as_deref()),
-        auth: None,
+        auth: challenge.clone().map(serde_bytes::ByteBuf::from),
         lease_ms: rt.leases.duration().as_millis() as u64,
     };
     let mut out = frame::preamble().to_vec();
@@ -414,29 +417,31 @@ pub(crate) async fn establish(
         let _ = writer.shutdown().await;
         return Err(e);
     }
-    let theirs = match read_frame(&mut reader, max).await {
-        Ok(f) => match message::decode(&f) {
-            Ok(Message::Hello(h)) => h,
-            Ok(Message::Error(e)) => return Err(e),
-            Ok(_) => Err(RemoteError::protocol("expected a hello frame"))?,
-            Err(e) => {
-                let _ = writer.write_all(&message::error(&e)).await;
-                return Err(e);
-            }
-        },
-        Err(ReadError::Protocol(e)) => {
+    let theirs = match handshake_frame(&mut reader, &mut writer, max, &peer).await? {
+        Message::Hello(h) => h,
+        _ => {
+            let e = RemoteError::protocol("expected a hello frame");
             let _ = writer.write_all(&message::error(&e)).await;
             return Err(e);
         }
-        Err(ReadError::Eof) => {
-            return Err(RemoteError::lost(format!(
-                "{peer} closed during the handshake"
-            )));
-        }
-        Err(ReadError::Io(e)) => {
-            return Err(RemoteError::lost(format!("handshake with {peer}: {e}")));
-        }
     };
+    if let Err(e) = authenticate(
+        rt,
+        challenge.as_deref(),
+        &theirs,
+        &mut reader,
+        &mut writer,
+        &peer,
+    )
+    .await
+    {
+        tracing::warn!(%peer, error = %e, "refused a peer at the handshake");
+        if !matches!(e, RemoteError::ConnectionLost { .. }) {
+            let _ = writer.write_all(&message::error(&e)).await;
+            let _ = writer.shutdown().await;
+        }
+        return Err(e);
+    }
 
     let conn = Connection {
         inner: Arc::new(ConnInner {
@@ -461,6 +466,78 @@ pub(crate) async fn establish(
     };
     rt.handle.spawn(read_loop(conn.clone(), rt.clone(), reader));
     Ok(conn)
+}
+
+/// The next frame of the handshake, decoded; an Error frame from the peer is its error. A
+/// malformed frame is answered with an Error frame.
+async fn handshake_frame(
+    reader: &mut BufReader<BoxRead>,
+    writer: &mut crate::transport::BoxWrite,
+    max: usize,
+    peer: &str,
+) -> Result<Message, RemoteError> {
+    match read_frame(reader, max).await {
+        Ok(f) => match message::decode(&f) {
+            Ok(Message::Error(e)) => Err(e),
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let _ = writer.write_all(&message::error(&e)).await;
+                Err(e)
+            }
+        },
+        Err(ReadError::Protocol(e)) => {
+            let _ = writer.write_all(&message::error(&e)).await;
+            Err(e)
+        }
+        Err(ReadError::Eof) => Err(RemoteError::lost(format!(
+            "{peer} closed during the handshake"
+        ))),
+        Err(ReadError::Io(e)) => Err(RemoteError::lost(format!("handshake with {peer}: {e}"))),
+    }
+}
+
+/// The shared-secret step of the handshake (see [`auth`](crate::auth)): answers the peer's
+/// challenge and checks its answer to ours. Nothing to do when neither side has a secret.
+async fn authenticate(
+    rt: &Arc<RuntimeInner>,
+    ours: Option<&[u8]>,
+    theirs: &Hello,
+    reader: &mut BufReader<BoxRead>,
+    writer: &mut crate::transport::BoxWrite,
+    peer: &str,
+) -> Result<(), RemoteError> {
+    let denied = |reason: &str| RemoteError::AccessDenied {
+        reason: reason.to_string(),
+    };
+    let (secret, ours, their) = match (&rt.config.secret, ours, &theirs.auth) {
+        (None, _, None) => return Ok(()),
+        (None, _, Some(_)) => {
+            return Err(denied(
+                "the peer requires a shared secret and this runtime has none \
+                 (RuntimeBuilder::shared_secret)",
+            ));
+        }
+        (Some(_), _, None) => {
+            return Err(denied(
+                "this runtime requires a shared secret and the peer offered none",
+            ));
+        }
+        (Some(secret), Some(ours), Some(their)) => (secret, ours, their.as_slice()),
+        (Some(_), None, Some(_)) => return Err(denied("no challenge of ours to check")),
+    };
+    if their.len() != crate::auth::CHALLENGE_LEN || their == ours || theirs.runtime == rt.id {
+        return Err(denied("the peer's challenge is malformed or our own"));
+    }
+    let answer = secret.answer(their, ours, rt.id, theirs.runtime);
+    writer
+        .write_all(&message::auth(&answer))
+        .await
+        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+    match handshake_frame(reader, writer, rt.config.max_frame, peer).await? {
+        Message::Auth(mac) if secret.check(&mac, ours, their, rt.id, theirs.runtime) => Ok(()),
+        Message::Auth(_) => Err(denied("wrong shared secret")),
+        _ => Err(RemoteError::protocol("expected an auth frame")),
+    }
 }
 
 async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<BoxRead>) {
@@ -509,8 +586,8 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
                 tracing::warn!(peer = %conn.inner.peer, error = %e, "the peer closed the connection with an error");
                 break e;
             }
-            Message::Hello(_) => {
-                break reject(&conn, RemoteError::protocol("unexpected hello frame"));
+            Message::Hello(_) | Message::Auth(_) => {
+                break reject(&conn, RemoteError::protocol("unexpected handshake frame"));
             }
         }
     };

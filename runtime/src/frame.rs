@@ -10,7 +10,7 @@ use crate::RemoteError;
 pub(crate) const MAGIC: [u8; 6] = *b"OXRMI\0";
 
 /// The protocol version this runtime speaks. A peer speaking another gets an error frame.
-pub(crate) const PROTOCOL_VERSION: u16 = 2;
+pub(crate) const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes in the preamble: magic and a big-endian `u16` version.
 pub(crate) const PREAMBLE_LEN: usize = 8;
@@ -62,6 +62,8 @@ pub(crate) enum Kind {
     Ack = 5,
     /// The sender is closing the connection because of this error.
     Error = 6,
+    /// Handshake, with a shared secret: the sender's answer to the peer's challenge.
+    Auth = 7,
 }
 
 impl Kind {
@@ -73,6 +75,7 @@ impl Kind {
             4 => Kind::Cancel,
             5 => Kind::Ack,
             6 => Kind::Error,
+            7 => Kind::Auth,
             other => {
                 return Err(RemoteError::protocol(format!(
                     "unknown frame kind {other:#04x}"

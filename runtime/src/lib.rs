@@ -52,6 +52,7 @@
 // Generated code names `::oxrmi::...`; this makes those paths work inside this crate too.
 extern crate self as oxrmi;
 
+mod auth;
 pub mod blocking;
 mod buffers;
 mod child;
@@ -97,6 +98,10 @@ pub use runtime::{Runtime, RuntimeBuilder};
 ///
 /// It writes the client stub, the server dispatch and the interface's [`schema`].
 pub use oxrmi_codegen::remote;
+
+/// The environment variable naming a file that holds the shared secret of the process-wide
+/// default runtime and of the `oxrmi` tool ([`RuntimeBuilder::shared_secret_from_env`]).
+pub const SECRET_FILE_ENV: &str = "OXRMI_SHARED_SECRET_FILE";
 
 /// A boxed future, as generated code and trait objects return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -29,7 +29,8 @@ pub(crate) struct Hello {
     pub(crate) runtime: RuntimeId,
     /// Endpoints where the sender can be reached, as URLs (may be empty).
     pub(crate) endpoints: Vec<String>,
-    /// Reserved for authentication; `nil` today.
+    /// With a shared secret: the sender's challenge, 32 random bytes, which the peer answers
+    /// in an Auth frame; `nil` without one.
     pub(crate) auth: Option<serde_bytes::ByteBuf>,
     /// How long a lease on the sender's objects lasts, in milliseconds: holders renew at a
     /// quarter of it.
@@ -96,6 +97,8 @@ pub(crate) enum Message {
     Cancel(CallId),
     Ack(CallId),
     Error(RemoteError),
+    /// The answer to our challenge (an HMAC, see `auth`).
+    Auth(serde_bytes::ByteBuf),
 }
 
 /// Decodes a frame body (the bytes after the length prefix: kind and body).
@@ -126,6 +129,7 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Message, RemoteError> {
         Kind::Cancel => Message::Cancel(read(&mut cur, "cancel")?),
         Kind::Ack => Message::Ack(read(&mut cur, "ack")?),
         Kind::Error => Message::Error(read(&mut cur, "error")?),
+        Kind::Auth => Message::Auth(read(&mut cur, "auth")?),
     };
     Ok(msg)
 }
@@ -140,6 +144,14 @@ fn write<T: Serialize>(frame: &mut FrameBuf, value: &T) {
     // and byte strings, and writing to a Vec does no IO.
     let r = rmp_serde::encode::write(frame.body(), value);
     debug_assert!(r.is_ok(), "header encoding failed: {r:?}");
+}
+
+/// An Auth frame carrying `mac`.
+pub(crate) fn auth(mac: &[u8]) -> Vec<u8> {
+    let mut f = FrameBuf::new(Kind::Auth, mac.len() + 2);
+    write(&mut f, &serde_bytes::Bytes::new(mac));
+    // A 32-byte MAC is far below any frame limit.
+    f.finish(usize::MAX).unwrap_or_default()
 }
 
 /// Encodes a whole frame holding only a header (no payload).

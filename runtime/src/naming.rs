@@ -38,11 +38,27 @@ pub fn default_runtime() -> &'static Runtime {
             let runtime = std::thread::scope(|s| {
                 // Started from a plain thread: this function may be called inside another tokio
                 // runtime, where blocking on this one would panic.
-                s.spawn(|| tokio.block_on(Runtime::builder().start_on(handle)))
-                    .join()
-                    .expect("oxrmi: the default runtime panicked while starting")
+                s.spawn(|| {
+                    tokio.block_on(async {
+                        match Runtime::builder()
+                            .shared_secret_from_env()
+                            .start_on(handle.clone())
+                            .await
+                        {
+                            Ok(rt) => Ok(rt),
+                            Err(e) => {
+                                // A bad secret file: go on without one, so peers that require a
+                                // secret refuse us with AccessDenied (safe), and say why here.
+                                tracing::error!(error = %e, "the default runtime has no shared secret");
+                                Runtime::builder().start_on(handle).await
+                            }
+                        }
+                    })
+                })
+                .join()
+                .expect("oxrmi: the default runtime panicked while starting")
             })
-            .expect("oxrmi: a runtime without endpoints cannot fail to start");
+            .expect("oxrmi: a runtime without endpoints or secret cannot fail to start");
             Default {
                 runtime,
                 _tokio: tokio,

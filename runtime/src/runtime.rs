@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) exit_with_parent: bool,
     /// The only transport used to reach runtimes found through references, if pinned.
     pub(crate) pinned_transport: Option<&'static str>,
+    /// The secret both ends of every connection must prove they know, if any.
+    pub(crate) secret: Option<crate::auth::Secret>,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             local: LocalOptions::default(),
             exit_with_parent: true,
             pinned_transport: None,
+            secret: None,
         }
     }
 }
@@ -93,6 +96,8 @@ pub struct RuntimeBuilder {
     parent_pipe: bool,
     bootstrap: Option<AnyRemote>,
     pin: Option<String>,
+    secret: Option<Vec<u8>>,
+    secret_file: Option<std::path::PathBuf>,
     config: Config,
 }
 
@@ -210,6 +215,33 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Requires every peer to prove it knows `secret` (at least 16 bytes), and proves it to
+    /// them, in the handshake: a challenge-response with HMAC-SHA256 over fresh random
+    /// challenges; the secret never travels. A peer with a wrong secret, or none, is refused
+    /// with `AccessDenied` before any call is decoded. Both sides must be configured alike;
+    /// `start` fails on a shorter secret.
+    pub fn shared_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// [`shared_secret`](Self::shared_secret) read from a file (its contents, a trailing
+    /// newline removed). `start` fails if the file cannot be read.
+    pub fn shared_secret_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.secret_file = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// [`shared_secret_file`](Self::shared_secret_file) from the environment variable
+    /// [`SECRET_FILE_ENV`](crate::SECRET_FILE_ENV) (`OXRMI_SHARED_SECRET_FILE`), if it is set.
+    /// The process-wide default runtime and the `oxrmi` tool do this.
+    pub fn shared_secret_from_env(self) -> Self {
+        match std::env::var_os(crate::SECRET_FILE_ENV) {
+            Some(path) => self.shared_secret_file(path),
+            None => self,
+        }
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -224,6 +256,26 @@ impl RuntimeBuilder {
         mut self,
         handle: tokio::runtime::Handle,
     ) -> Result<Runtime, RemoteError> {
+        if let Some(path) = &self.secret_file {
+            let mut bytes = std::fs::read(path).map_err(|e| RemoteError::Setup {
+                reason: format!("cannot read the shared secret from {}: {e}", path.display()),
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            self.secret = Some(bytes);
+        }
+        if let Some(secret) = self.secret.take() {
+            if secret.len() < crate::auth::MIN_SECRET_LEN {
+                return Err(RemoteError::Setup {
+                    reason: format!(
+                        "a shared secret needs at least {} bytes",
+                        crate::auth::MIN_SECRET_LEN
+                    ),
+                });
+            }
+            self.config.secret = Some(crate::auth::Secret::new(secret));
+        }
         if let Some(pin) = &self.pin {
             const PINNABLE: [&str; 4] = ["tcp", "unix", "fifo", "shm"];
             let scheme =

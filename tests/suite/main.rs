@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod auth;
 mod blocking;
 mod calls;
 mod concurrency;

@@ -2,6 +2,7 @@
 //!
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve-secret ENDPOINT SECRET_FILE`: as `serve`, with a shared secret.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
 //!   `listening on EP1 EP2 ..`.
 //! - `oxrmi-test-peer serve-child [LEASE_MS]`: as `serve`, in a child started by
@@ -59,6 +60,16 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let rt = oxrmi_tests::start_server(listen, lease).await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-secret", listen, secret_file] => {
+            // As `serve`, requiring every peer to know the secret in SECRET_FILE.
+            let builder = oxrmi::Runtime::builder()
+                .listen(*listen)
+                .shared_secret_file(secret_file);
+            let rt = oxrmi_tests::start_server_with(builder).await?;
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
