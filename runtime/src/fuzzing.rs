@@ -139,8 +139,13 @@ impl FuzzTarget for Target {
 }
 
 thread_local! {
-    /// One small tokio runtime per fuzzing thread, made once: every input runs on it.
-    static TOKIO: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+    /// One tokio runtime per fuzzing thread, made once: every input runs on it. Like the
+    /// runtimes oxrmi serves on, its worker threads have tokio's default stack (2 MiB), and
+    /// everything that reads the peer's bytes runs on a worker (the reader task, and the
+    /// harness's own decoding via [`on_worker`]): a stack overflow there is a crash to find, not
+    /// something the fuzzer's larger main-thread stack may hide. One worker keeps it repeatable.
+    static TOKIO: tokio::runtime::Runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("a tokio runtime for fuzzing");
@@ -150,6 +155,18 @@ thread_local! {
 
 fn block_on<F: Future>(f: F) -> F::Output {
     TOKIO.with(|rt| rt.block_on(f))
+}
+
+/// Runs `f` on a worker thread of the runtime and waits for it; a panic there is re-raised here.
+async fn on_worker<F>(f: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Lets spawned tasks (handlers, replies, releases) run to where they wait.
@@ -210,7 +227,7 @@ pub fn frames(data: &[u8]) {
         pos: 0,
         chunk,
     });
-    block_on(async {
+    block_on(on_worker(async move {
         let mut r = BufReader::with_capacity(64, reader);
         while let Ok(f) = connection::read_frame(&mut r, max).await {
             assert!(
@@ -220,13 +237,14 @@ pub fn frames(data: &[u8]) {
             );
             let _ = message::decode(&f);
         }
-    });
+    }));
 }
 
 // ------------------------------------------------------------------------------------------
 // message
 
 /// A runtime serving [`FuzzTarget`] with a connection to a peer that drains what it is sent.
+#[derive(Clone)]
 struct Live {
     rt: Runtime,
     conn: Connection,
@@ -357,11 +375,11 @@ pub fn message(data: &[u8]) {
         if live.as_ref().is_none_or(|l| l.conn.is_closed()) {
             *live = Some(block_on(Live::start()));
         }
-        let Some(live) = live.as_ref() else { return };
+        let Some(live) = live.clone() else { return };
         let mut frame = data.to_vec();
         with_own_id(&mut frame, live.rt.id());
         block_on(async {
-            decode_message(live, &frame);
+            on_worker(async move { decode_message(&live, &frame) }).await;
             settle().await;
         });
     });
@@ -442,14 +460,18 @@ pub fn connection(data: &[u8]) {
         });
         let drained = tokio::spawn(drain(pr));
         let inner = rt.inner.clone();
-        let _ = tokio::time::timeout(BUDGET, async move {
-            // As the accept loop does it.
+        // As the accept loop does it, on a worker.
+        let mut served = tokio::spawn(async move {
             let conn = connection::establish(&inner, link(ours)).await?;
             inner.conns.insert(conn.clone(), None);
             conn.closed().await;
             Ok::<_, RemoteError>(())
-        })
-        .await;
+        });
+        match tokio::time::timeout(BUDGET, &mut served).await {
+            Err(_) => served.abort(),
+            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(_) => {}
+        }
         assert_serves(&rt).await;
         rt.shutdown();
         peer.abort();

@@ -114,8 +114,9 @@ pub(crate) fn ring(data: &[u8]) {
             };
         let ring = &mut rings[i];
         let step = match (op >> 1) % 8 {
+            // Sizes beyond the capacity behave as the capacity plus one: no need to copy more.
             0 => s.u16().map(|n| {
-                buf.resize(usize::from(n), 0);
+                buf.resize(usize::from(n).min(capacity as usize + 1), 0);
                 let r = ring.consumer.read(&mut buf);
                 if let Some(n) = ring.check(r)
                     && !ring.tainted
@@ -126,7 +127,7 @@ pub(crate) fn ring(data: &[u8]) {
                 }
             }),
             1 => s.u16().map(|n| {
-                let src: Vec<u8> = (0..u64::from(n))
+                let src: Vec<u8> = (0..u64::from(n).min(capacity + 1))
                     .map(|k| ((ring.written + k) % 251) as u8)
                     .collect();
                 let r = ring.producer.write(&src);
