@@ -23,6 +23,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -138,14 +139,50 @@ impl FuzzTarget for Target {
     }
 }
 
+/// The stack of the thread every input runs on: tokio's default for worker threads, where a
+/// runtime's reader tasks decode a peer's bytes in production. libFuzzer's main thread has a
+/// larger one, which could hide a stack overflow.
+const WORKER_STACK: usize = 2 << 20;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the fuzzing thread (made once, [`WORKER_STACK`] of stack) and waits for it; a
+/// panic there is raised again here. Everything of an input, tokio tasks included, runs on that
+/// one thread and is finished or parked when this returns, so runs are repeatable and
+/// LeakSanitizer never sees memory in flight on another thread.
+fn on_fuzz_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    static JOBS: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("oxrmi-fuzz".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("the fuzzing thread");
+        Mutex::new(tx)
+    });
+    let (done, result) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    jobs.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send(job)
+        .expect("the fuzzing thread is gone");
+    match result.recv() {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("the fuzzing thread is gone"),
+    }
+}
+
 thread_local! {
-    /// One tokio runtime per fuzzing thread, made once: every input runs on it. Like the
-    /// runtimes oxrmi serves on, its worker threads have tokio's default stack (2 MiB), and
-    /// everything that reads the peer's bytes runs on a worker (the reader task, and the
-    /// harness's own decoding via [`on_worker`]): a stack overflow there is a crash to find, not
-    /// something the fuzzer's larger main-thread stack may hide. One worker keeps it repeatable.
-    static TOKIO: tokio::runtime::Runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    /// The tokio runtime of the fuzzing thread, made once: every input runs on it.
+    static TOKIO: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime for fuzzing");
@@ -155,18 +192,6 @@ thread_local! {
 
 fn block_on<F: Future>(f: F) -> F::Output {
     TOKIO.with(|rt| rt.block_on(f))
-}
-
-/// Runs `f` on a worker thread of the runtime and waits for it; a panic there is re-raised here.
-async fn on_worker<F>(f: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match tokio::spawn(f).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 /// Lets spawned tasks (handlers, replies, releases) run to where they wait.
@@ -210,6 +235,11 @@ impl AsyncRead for Trickle {
 /// bits: the frame size limit, 256 B to 1 MiB), then the stream: the 8-byte preamble, then
 /// frames (length prefix, kind, body).
 pub fn frames(data: &[u8]) {
+    let data = data.to_vec();
+    on_fuzz_thread(move || frames_here(&data));
+}
+
+fn frames_here(data: &[u8]) {
     let Some((&knobs, stream)) = data.split_first() else {
         return;
     };
@@ -227,7 +257,7 @@ pub fn frames(data: &[u8]) {
         pos: 0,
         chunk,
     });
-    block_on(on_worker(async move {
+    block_on(async move {
         let mut r = BufReader::with_capacity(64, reader);
         while let Ok(f) = connection::read_frame(&mut r, max).await {
             assert!(
@@ -237,7 +267,7 @@ pub fn frames(data: &[u8]) {
             );
             let _ = message::decode(&f);
         }
-    }));
+    });
 }
 
 // ------------------------------------------------------------------------------------------
@@ -370,6 +400,11 @@ impl Live {
 /// results and errors (every result type of [`FuzzTarget`], references included), all within
 /// the marshalling context of a live runtime and a connection to [`PEER_ID`].
 pub fn message(data: &[u8]) {
+    let data = data.to_vec();
+    on_fuzz_thread(move || message_here(&data));
+}
+
+fn message_here(data: &[u8]) {
     MESSAGE.with(|cell| {
         let mut live = cell.borrow_mut();
         if live.as_ref().is_none_or(|l| l.conn.is_closed()) {
@@ -379,7 +414,7 @@ pub fn message(data: &[u8]) {
         let mut frame = data.to_vec();
         with_own_id(&mut frame, live.rt.id());
         block_on(async {
-            on_worker(async move { decode_message(&live, &frame) }).await;
+            decode_message(&live, &frame);
             settle().await;
         });
     });
@@ -441,6 +476,11 @@ fn reply_payload(ctx: &MarshalCtx, status: Status, bytes: &[u8]) {
 /// Input: one byte of knobs (bit 0: prepend a valid preamble and Hello from [`PEER_ID`], so the
 /// fuzzer can skip the handshake), then the peer's bytes.
 pub fn connection(data: &[u8]) {
+    let data = data.to_vec();
+    on_fuzz_thread(move || connection_here(&data));
+}
+
+fn connection_here(data: &[u8]) {
     let Some((&knobs, rest)) = data.split_first() else {
         return;
     };
@@ -460,7 +500,7 @@ pub fn connection(data: &[u8]) {
         });
         let drained = tokio::spawn(drain(pr));
         let inner = rt.inner.clone();
-        // As the accept loop does it, on a worker.
+        // As the accept loop does it.
         let mut served = tokio::spawn(async move {
             let conn = connection::establish(&inner, link(ours)).await?;
             inner.conns.insert(conn.clone(), None);
@@ -544,6 +584,11 @@ async fn read_one(r: &mut BufReader<BoxRead>) -> Vec<u8> {
 /// the peer has not touched a ring, what is read from it must be exactly what was written.
 /// The input format is described at `transport::shm::fuzz::ring`.
 pub fn shm_ring(data: &[u8]) {
+    let data = data.to_vec();
+    on_fuzz_thread(move || shm_ring_here(&data));
+}
+
+fn shm_ring_here(data: &[u8]) {
     crate::transport::shm::fuzz_ring(data);
 }
 
