@@ -20,7 +20,6 @@
 //! [`OWN_ID_PLACEHOLDER`] as a MessagePack `bin16` is replaced by the serving runtime's id, and
 //! [`PEER_ID`] is the runtime id the canned handshake's Hello announces.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
@@ -180,18 +179,24 @@ fn on_fuzz_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
     }
 }
 
-thread_local! {
-    /// The tokio runtime of the fuzzing thread, made once: every input runs on it.
-    static TOKIO: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for fuzzing");
-    /// The live runtime and connection [`message`] decodes in, made on first use.
-    static MESSAGE: RefCell<Option<Live>> = const { RefCell::new(None) };
-}
+// State that outlives an input is in statics, not thread-locals: LeakSanitizer does not see
+// what only another thread's thread-locals point to, and reports it as leaked.
+
+/// The tokio runtime every input runs on (on the fuzzing thread), made once.
+static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// The live runtime and connection [`message`] decodes in, made on first use.
+static MESSAGE: Mutex<Option<Live>> = Mutex::new(None);
 
 fn block_on<F: Future>(f: F) -> F::Output {
-    TOKIO.with(|rt| rt.block_on(f))
+    TOKIO
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for fuzzing")
+        })
+        .block_on(f)
 }
 
 /// Lets spawned tasks (handlers, replies, releases) run to where they wait.
@@ -405,18 +410,19 @@ pub fn message(data: &[u8]) {
 }
 
 fn message_here(data: &[u8]) {
-    MESSAGE.with(|cell| {
-        let mut live = cell.borrow_mut();
+    let live = {
+        let mut live = MESSAGE.lock().unwrap_or_else(PoisonError::into_inner);
         if live.as_ref().is_none_or(|l| l.conn.is_closed()) {
             *live = Some(block_on(Live::start()));
         }
-        let Some(live) = live.clone() else { return };
-        let mut frame = data.to_vec();
-        with_own_id(&mut frame, live.rt.id());
-        block_on(async {
-            decode_message(&live, &frame);
-            settle().await;
-        });
+        live.clone()
+    };
+    let Some(live) = live else { return };
+    let mut frame = data.to_vec();
+    with_own_id(&mut frame, live.rt.id());
+    block_on(async {
+        decode_message(&live, &frame);
+        settle().await;
     });
 }
 

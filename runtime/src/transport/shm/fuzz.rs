@@ -2,10 +2,9 @@
 //! and [`Consumer`] of both rings of a real segment, driven by a script, while the script also
 //! plays a hostile peer storing arbitrary values into the segment.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::rendezvous;
 use super::ring::{
@@ -14,11 +13,13 @@ use super::ring::{
 };
 use super::segment::Mapping;
 
-thread_local! {
-    /// One segment per layout, made on first use and zeroed for each input: creating a memfd
-    /// and its eventfds per input would only measure the kernel.
-    static SEGMENTS: RefCell<HashMap<(u64, u64), Arc<Mapping>>> = RefCell::new(HashMap::new());
-}
+/// One segment per layout, made on first use and zeroed for each input: creating a memfd and its
+/// eventfds per input would only measure the kernel. A static, not a thread-local, so
+/// LeakSanitizer sees it.
+static SEGMENTS: Mutex<Option<Segments>> = Mutex::new(None);
+
+/// Mappings by ring capacities.
+type Segments = HashMap<(u64, u64), Arc<Mapping>>;
 
 /// Reads the script.
 struct Script<'a>(&'a [u8]);
@@ -218,15 +219,18 @@ pub(crate) fn ring(data: &[u8]) {
 /// The zeroed segment for `layout`, with its header written.
 fn segment(layout: Layout) -> Option<Arc<Mapping>> {
     let key = (layout.capacity[0], layout.capacity[1]);
-    let map = SEGMENTS.with(|s| {
-        let mut s = s.borrow_mut();
-        if let Some(m) = s.get(&key) {
-            return Some(m.clone());
+    let map = {
+        let mut s = SEGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = s.get_or_insert_with(HashMap::new);
+        match s.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let created = rendezvous::create(layout).ok()?;
+                s.insert(key, created.segment.map.clone());
+                created.segment.map
+            }
         }
-        let created = rendezvous::create(layout).ok()?;
-        s.insert(key, created.segment.map.clone());
-        Some(created.segment.map)
-    })?;
+    };
     map.copy_in(0, &vec![0; map.len()]);
     layout.write_header(&map);
     Some(map)
