@@ -342,7 +342,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// Why reading a frame stopped.
-enum ReadError {
+pub(crate) enum ReadError {
     /// The peer closed the stream between frames.
     Eof,
     /// The transport failed.
@@ -352,7 +352,10 @@ enum ReadError {
 }
 
 /// Reads one frame (kind byte and body), checking its length before allocating.
-async fn read_frame(r: &mut BufReader<BoxRead>, max: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_frame(
+    r: &mut BufReader<BoxRead>,
+    max: usize,
+) -> Result<Vec<u8>, ReadError> {
     let mut len = [0u8; LENGTH_LEN];
     match r.read_exact(&mut len).await {
         Ok(_) => {}

@@ -62,6 +62,8 @@ mod dispatch;
 mod endpoint;
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 pub mod introspect;
 mod lease;
@@ -110,6 +112,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 #[doc(hidden)]
 pub mod __private {
     pub use crate::BoxFuture;
+    pub use crate::fuzzing;
     pub use crate::marshal::{ArgsDecoder, ArgsEncoder, CallCtx, Outcome, failed};
     pub use crate::remote::{Interface, Wrap};
     pub use crate::schema::{ArgSchema, InterfaceSchema, MethodSchema};

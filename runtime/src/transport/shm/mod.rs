@@ -57,6 +57,7 @@ use super::{Link, Listener};
 use crate::BoxFuture;
 use crate::endpoint::Endpoint;
 
+mod fuzz;
 mod rendezvous;
 mod ring;
 mod segment;
@@ -65,6 +66,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use fuzz::ring as fuzz_ring;
 use ring::Layout;
 use stream::Role;
 

@@ -33,17 +33,18 @@ pub(super) const MIN_CAPACITY: u64 = 4096;
 /// amounts of memory; 256 MiB leaves room for two 64 MiB rings with margin.
 pub(super) const MAX_SEGMENT: u64 = 256 << 20;
 
-const MAGIC_AT: usize = 0;
-const VERSION_AT: usize = 8;
-const CAPACITY_AT: [usize; 2] = [16, 24];
-const CONTROL_AT: [usize; 2] = [256, 512];
+// Offsets in the segment; `pub(super)` for the fuzz driver, which plays a hostile peer.
+pub(super) const MAGIC_AT: usize = 0;
+pub(super) const VERSION_AT: usize = 8;
+pub(super) const CAPACITY_AT: [usize; 2] = [16, 24];
+pub(super) const CONTROL_AT: [usize; 2] = [256, 512];
 // Within a control block; one 64-byte line per writer.
-const HEAD: usize = 0;
-const CLOSED: usize = 8;
-const TAIL: usize = 64;
-const GONE: usize = 72;
-const DATA_WAITER: usize = 128;
-const SPACE_WAITER: usize = 192;
+pub(super) const HEAD: usize = 0;
+pub(super) const CLOSED: usize = 8;
+pub(super) const TAIL: usize = 64;
+pub(super) const GONE: usize = 72;
+pub(super) const DATA_WAITER: usize = 128;
+pub(super) const SPACE_WAITER: usize = 192;
 
 /// The peer broke the ring protocol; the connection cannot go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
