@@ -462,7 +462,7 @@ fn decode_message(live: &Live, frame: &[u8]) {
         Ok(Message::Error(e)) => {
             let _ = e.to_string();
         }
-        Ok(Message::Cancel(_) | Message::Ack(_)) | Err(_) => {}
+        Ok(Message::Cancel(_) | Message::Ack(_) | Message::Auth(_)) | Err(_) => {}
     }
 }
 

@@ -173,8 +173,10 @@ impl CallCtx {
                 ),
             });
         }
+        let mut de = rmp_serde::Deserializer::from_read_ref(rd);
+        de.set_max_depth(MAX_DEPTH);
         Ok(ArgsDecoder {
-            de: rmp_serde::Deserializer::from_read_ref(rd),
+            de,
             method,
             ctx: &self.marshal,
         })
@@ -214,15 +216,24 @@ pub fn failed(e: RemoteError) -> BoxFuture<'static, Outcome> {
     Box::pin(std::future::ready(Outcome::Failed(e)))
 }
 
+/// How deeply a decoded value may nest (arrays and maps within each other). A peer's bytes decode
+/// on a task's stack, and each level of a recursive type takes some of it: rmp-serde's default
+/// of 1,024 levels overflows a 2 MiB stack in a debug build. Real data nests a handful of levels.
+pub(crate) const MAX_DEPTH: usize = 128;
+
 /// Decodes a reply payload within `ctx`.
 pub(crate) fn decode_value<V: DeserializeOwned>(
     ctx: &MarshalCtx,
     bytes: &[u8],
     what: impl FnOnce() -> String,
 ) -> Result<V, RemoteError> {
-    ctx.enter(|| rmp_serde::from_slice(bytes))
-        .map_err(|e| RemoteError::Marshalling {
-            what: what(),
-            detail: e.to_string(),
-        })
+    ctx.enter(|| {
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        de.set_max_depth(MAX_DEPTH);
+        V::deserialize(&mut de)
+    })
+    .map_err(|e| RemoteError::Marshalling {
+        what: what(),
+        detail: e.to_string(),
+    })
 }
