@@ -50,14 +50,25 @@ pub(super) fn own_uid() -> io::Result<u32> {
     Ok(std::fs::metadata("/proc/self")?.uid())
 }
 
+/// Binds a Unix socket at `path` under `access`'s rules: a stale file replaced (never a live
+/// one), the file's mode set; with the users to serve (ours, then the allowed ones). The shared
+/// memory transport's rendezvous socket is bound the same way.
+pub(super) fn bind_socket(
+    path: &Path,
+    access: &UnixAccess,
+) -> io::Result<(UnixListener, Vec<u32>)> {
+    remove_if_stale(path)?;
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode))?;
+    let mut uids = vec![own_uid()?];
+    uids.extend(&access.allowed_uids);
+    Ok((listener, uids))
+}
+
 impl UnixTransport {
     pub(crate) fn bind(path: &str, access: &UnixAccess) -> io::Result<Self> {
         let path = PathBuf::from(path);
-        remove_if_stale(&path)?;
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(access.mode))?;
-        let mut uids = vec![own_uid()?];
-        uids.extend(&access.allowed_uids);
+        let (listener, uids) = bind_socket(&path, access)?;
         Ok(UnixTransport {
             listener,
             path,

@@ -44,7 +44,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,7 +51,7 @@ use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, mpsc};
 
-use super::unix::{UnixAccess, own_uid, remove_if_stale};
+use super::unix::{UnixAccess, bind_socket};
 use super::{Link, Listener};
 use crate::BoxFuture;
 use crate::endpoint::Endpoint;
@@ -151,11 +150,7 @@ impl ShmTransport {
         options: ShmOptions,
     ) -> io::Result<Self> {
         let path = PathBuf::from(path);
-        remove_if_stale(&path)?;
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(access.mode))?;
-        let mut uids = vec![own_uid()?];
-        uids.extend(&access.allowed_uids);
+        let (listener, uids) = bind_socket(&path, access)?;
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = tokio::spawn(accept_loop(listener, uids, path.clone(), options, tx));
         Ok(ShmTransport {
