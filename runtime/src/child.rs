@@ -212,20 +212,12 @@ impl Runtime {
 /// The handshake over a fresh pipe link, bounded by the connect timeout.
 async fn handshake(rt: &Arc<RuntimeInner>, link: Link) -> Result<Connection, RemoteError> {
     let rt2 = rt.clone();
-    let task = rt
-        .handle
-        .spawn(async move { connection::establish(&rt2, link).await });
-    match tokio::time::timeout(rt.config.connect_timeout, task).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(RemoteError::lost(join)),
-        Err(_) => Err(RemoteError::ConnectionRefused {
-            endpoint: "pipe".into(),
-            reason: format!(
-                "no handshake over the pipes within {:?} (does the other side build its runtime with .parent_pipe()?)",
-                rt.config.connect_timeout
-            ),
-        }),
-    }
+    rt.handshake_in_time(
+        "pipe",
+        " over the pipes (does the other side build its runtime with .parent_pipe()?)",
+        async move { connection::establish(&rt2, link).await },
+    )
+    .await
 }
 
 /// Takes this process's stdin and stdout over as the pipes to the parent, leaving fd 0 on

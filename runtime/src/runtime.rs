@@ -534,29 +534,45 @@ impl RuntimeInner {
         }
         let rt = self.clone();
         let ep2 = ep.clone();
-        // Dial on the runtime's own tokio runtime so the socket belongs to it, whoever calls.
-        let task = self.handle.spawn(async move {
-            let link = transport::connect(&ep2, &rt.config.local)
-                .await
-                .map_err(|e| RemoteError::ConnectionRefused {
-                    endpoint: ep2.to_string(),
-                    reason: e.to_string(),
-                })?;
-            connection::establish(&rt, link).await
-        });
-        let conn = match tokio::time::timeout(self.config.connect_timeout, task).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(join)) => return Err(RemoteError::lost(join)),
-            Err(_) => {
-                return Err(RemoteError::ConnectionRefused {
-                    endpoint: ep.to_string(),
-                    reason: format!("no handshake within {:?}", self.config.connect_timeout),
-                });
-            }
-        };
+        let conn = self
+            .handshake_in_time(&ep.to_string(), "", async move {
+                let link = transport::connect(&ep2, &rt.config.local)
+                    .await
+                    .map_err(|e| RemoteError::ConnectionRefused {
+                        endpoint: ep2.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                connection::establish(&rt, link).await
+            })
+            .await?;
         tracing::debug!(%ep, transport = ep.scheme(), peer = %conn.peer(), "connected");
         self.conns.insert(conn.clone(), Some(ep.clone()));
         Ok(conn)
+    }
+}
+
+impl RuntimeInner {
+    /// Runs `opening` (a link opened and its handshake) on the runtime's own tokio runtime, so
+    /// its sockets belong to that runtime whoever calls, within the connect timeout; `hint`
+    /// follows the timeout's reason.
+    pub(crate) async fn handshake_in_time(
+        &self,
+        endpoint: &str,
+        hint: &str,
+        opening: impl std::future::Future<Output = Result<Connection, RemoteError>> + Send + 'static,
+    ) -> Result<Connection, RemoteError> {
+        let task = self.handle.spawn(opening);
+        match tokio::time::timeout(self.config.connect_timeout, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(RemoteError::lost(join)),
+            Err(_) => Err(RemoteError::ConnectionRefused {
+                endpoint: endpoint.to_string(),
+                reason: format!(
+                    "no handshake within {:?}{hint}",
+                    self.config.connect_timeout
+                ),
+            }),
+        }
     }
 }
 
