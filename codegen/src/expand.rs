@@ -277,6 +277,7 @@ fn interface_impl(iface: &Interface<'_>) -> TokenStream {
         .methods
         .iter()
         .map(|method| dispatch_arm(iface, method));
+    let traces = iface.methods.iter().map(trace_method);
     quote! {
         impl ::oxrmi::__private::Interface for dyn #ident {
             const NAME: &'static str = #name;
@@ -287,6 +288,10 @@ fn interface_impl(iface: &Interface<'_>) -> TokenStream {
 
             fn __stub(__handle: ::oxrmi::__private::StubHandle) -> ::std::sync::Arc<Self> {
                 ::std::sync::Arc::new(__Stub(__handle))
+            }
+
+            fn __trace(__t: &mut ::oxrmi::__private::TypeTracer) {
+                #(#traces)*
             }
 
             fn __dispatch(
@@ -303,6 +308,23 @@ fn interface_impl(iface: &Interface<'_>) -> TokenStream {
                 }
             }
         }
+    }
+}
+
+/// The lines of `__trace` for one method: its name, each argument's type, its result types.
+fn trace_method(method: &Method<'_>) -> TokenStream {
+    let name = method.ident.unraw().to_string();
+    let args = method.args.iter().map(|arg| {
+        let arg_name = arg_ident(arg).unraw().to_string();
+        let ty = arg.ty;
+        quote!(__t.arg::<#ty>(#arg_name);)
+    });
+    let ok = ok_ty(method);
+    let err = err_ty(method);
+    quote! {
+        __t.method(#name);
+        #(#args)*
+        __t.result::<#ok, #err>();
     }
 }
 

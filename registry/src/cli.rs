@@ -26,6 +26,9 @@ pub(crate) enum Command {
     /// A runtime's exported objects and who holds them, what it holds of others, and its
     /// connections (like `ipcs -a`).
     Ipcs(IpcsArgs),
+    /// Prints the `.proto` of every interface a runtime serves (what its gRPC bridge serves),
+    /// or writes one file per interface under a directory.
+    Proto(ProtoArgs),
     /// Measures call latency and throughput, each next to a raw baseline from the same run.
     Bench(BenchArgs),
     /// Child role of `bench`: serves the bench object and a registry until stdin closes.
@@ -82,6 +85,19 @@ pub(crate) struct IpcsArgs {
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProtoArgs {
+    /// The runtime's endpoint (any oxrmi runtime that listens).
+    #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:1099")]
+    pub(crate) endpoint: Endpoint,
+    /// Write each interface's file under this directory (`a/b/trait.proto`) instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<std::path::PathBuf>,
+    /// Only these interfaces (repeatable; default: all).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub(crate) interfaces: Vec<String>,
 }
 
 #[derive(Args, Debug)]

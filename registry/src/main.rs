@@ -24,6 +24,7 @@ mod ipcs;
 mod list_bindings;
 mod logging;
 mod one_request;
+mod proto;
 mod serve_registry;
 mod shutdown_signal;
 mod table;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Registry(args) => serve_registry::run(args),
         Command::List(args) => list_bindings::run(args),
         Command::Ipcs(args) => ipcs::run(args),
+        Command::Proto(args) => proto::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchServer(args) => bench::run_server(args),
         Command::BenchRawServer(args) => bench::run_raw_server(args),

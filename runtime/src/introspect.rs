@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::Endpoint;
 use crate::id::{IdMap, ObjId};
 use crate::runtime::RuntimeInner;
+use crate::types::InterfaceTypes;
 use crate::{Remote, RemoteError, remote};
 
 /// The introspection interface every runtime serves.
@@ -17,6 +18,12 @@ use crate::{Remote, RemoteError, remote};
 pub trait Introspect: Send + Sync {
     /// A snapshot of the runtime's objects, leases, holdings and connections.
     async fn report(&self) -> Result<Report, RemoteError>;
+    /// The interfaces the runtime serves: those of its exported objects and of the local
+    /// objects bound in its registry (its lease and bootstrap machinery left out).
+    async fn interfaces(&self) -> Result<Vec<String>, RemoteError>;
+    /// The shapes of everything `interface`'s methods exchange, from which `oxrmi proto` writes
+    /// a `.proto`; the runtime must serve the interface.
+    async fn describe(&self, interface: String) -> Result<InterfaceTypes, RemoteError>;
 }
 
 /// A snapshot of one runtime.
@@ -114,6 +121,19 @@ impl Introspect for IntrospectEndpoint {
     async fn report(&self) -> Result<Report, RemoteError> {
         let rt = self.rt.upgrade().ok_or(RemoteError::Shutdown)?;
         Ok(report(&rt))
+    }
+
+    async fn interfaces(&self) -> Result<Vec<String>, RemoteError> {
+        let rt = self.rt.upgrade().ok_or(RemoteError::Shutdown)?;
+        Ok(crate::types::served(&rt)
+            .into_iter()
+            .map(|(s, _)| s.name.to_string())
+            .collect())
+    }
+
+    async fn describe(&self, interface: String) -> Result<InterfaceTypes, RemoteError> {
+        let rt = self.rt.upgrade().ok_or(RemoteError::Shutdown)?;
+        crate::types::of_served(&rt, &interface)
     }
 }
 

@@ -72,12 +72,14 @@ mod message;
 mod naming;
 mod object;
 mod outbox;
+pub mod proto;
 pub mod registry;
 mod remote;
 mod runtime;
 pub mod schema;
 mod stub;
 mod transport;
+pub mod types;
 mod unwind;
 
 pub use child::{Bootstrap, ChildProcess};
@@ -119,6 +121,7 @@ pub mod __private {
     pub use crate::stub::StubHandle;
     pub use crate::transport::RawLink;
     pub use crate::transport::shm::testing as shm_testing;
+    pub use crate::types::TypeTracer;
     pub use async_trait::async_trait;
     pub use std::borrow::Cow;
 }

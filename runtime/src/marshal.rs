@@ -26,6 +26,26 @@ pub(crate) struct MarshalCtx {
 
 thread_local! {
     static CURRENT: RefCell<Option<MarshalCtx>> = const { RefCell::new(None) };
+    /// Set while types are traced ([`tracing`]): a `Remote` then decodes to a placeholder.
+    static TRACING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with `ctx` current and in tracing mode, where a `Remote` being decoded records its
+/// shape and becomes a placeholder handle (see [`crate::types`]).
+pub(crate) fn tracing<R>(ctx: &MarshalCtx, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TRACING.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(TRACING.with(|t| t.replace(true)));
+    ctx.enter(f)
+}
+
+/// Whether types are being traced on this thread.
+pub(crate) fn is_tracing() -> bool {
+    TRACING.with(|t| t.get())
 }
 
 impl MarshalCtx {

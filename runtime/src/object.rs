@@ -14,6 +14,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::id::{IdMap, ObjId};
 use crate::remote::{Exported, Slot};
 
+/// An interface as the object table knows it: its schema and its tracing function.
+pub(crate) type InterfaceEntry = (
+    &'static crate::schema::InterfaceSchema,
+    fn(&mut crate::types::TypeTracer),
+);
+
 /// One exported object. Kept small: the table's memory is this times its spare capacity.
 struct Entry {
     /// The object's address, its key in `by_identity`.
@@ -161,6 +167,21 @@ impl ObjectTable {
     /// The slot of the live object with this id.
     pub(crate) fn get(&self, id: ObjId) -> Option<Arc<dyn Slot>> {
         self.lock().live(id)
+    }
+
+    /// The schema and tracing function of every interface a live exported object implements.
+    pub(crate) fn interfaces(&self) -> Vec<InterfaceEntry> {
+        let t = self.lock();
+        let mut v: Vec<InterfaceEntry> = t
+            .by_id
+            .values()
+            .filter(|e| e.slot.alive())
+            .map(|e| (e.slot.schema(), e.slot.tracer()))
+            .collect();
+        drop(t);
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v.dedup_by(|a, b| a.0.name == b.0.name);
+        v
     }
 
     /// Forgets the entries of objects that are gone.

@@ -67,6 +67,14 @@ impl RegistryService {
         }
     }
 
+    /// The interfaces of the local objects bound here.
+    pub(crate) fn local_interfaces(&self) -> Vec<crate::object::InterfaceEntry> {
+        self.bindings()
+            .values()
+            .filter_map(|o| o.local_interface())
+            .collect()
+    }
+
     fn bindings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AnyRemote>> {
         self.bindings
             .lock()

@@ -372,7 +372,7 @@ pub(crate) struct RuntimeInner {
     /// What we hold of others'.
     pub(crate) holdings: Holdings,
     pub(crate) conns: ConnTable,
-    registry: Option<Arc<RegistryService>>,
+    pub(crate) registry: Option<Arc<RegistryService>>,
     /// The object offered to a parent or children over their pipes.
     bootstrap: Arc<BootstrapService>,
     /// The parent's runtime, in a child started with `spawn_child`.
@@ -791,6 +791,26 @@ impl Runtime {
     /// connections (what `oxrmi ipcs` prints).
     pub fn report(&self) -> Report {
         crate::introspect::report(&self.inner)
+    }
+
+    /// The `.proto` files of the interfaces this runtime serves (see [`crate::proto`]), with the
+    /// interfaces that cannot be described and why.
+    pub fn proto_files(&self) -> (Vec<crate::proto::ProtoFile>, Vec<crate::proto::ProtoError>) {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for (schema, _) in crate::types::served(&self.inner) {
+            let r = crate::types::of_served(&self.inner, &schema.name)
+                .map_err(|e| e.to_string())
+                .and_then(|t| crate::proto::render(&t).map_err(|e| e.reason));
+            match r {
+                Ok(f) => files.push(f),
+                Err(reason) => errors.push(crate::proto::ProtoError {
+                    interface: schema.name.to_string(),
+                    reason,
+                }),
+            }
+        }
+        (files, errors)
     }
 
     /// How many connections to other runtimes are open.
