@@ -151,7 +151,8 @@ impl FromStr for Endpoint {
 /// The cost rank of a transport by its URL scheme (see [`Endpoint::cost_rank`]).
 pub(crate) fn scheme_rank(scheme: &str) -> u8 {
     match scheme {
-        "shm" => 0,
+        // An in-process link (the gRPC bridge's) costs least of all.
+        "shm" | "mem" => 0,
         "pipe" => 1,
         "unix" => 2,
         "fifo" => 3,

@@ -64,6 +64,8 @@ mod error;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod id;
 pub mod introspect;
 mod lease;

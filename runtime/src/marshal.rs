@@ -112,7 +112,7 @@ impl ArgsEncoder {
     /// Appends one argument.
     pub fn push<A: Serialize + ?Sized>(
         &mut self,
-        name: &'static str,
+        name: &str,
         value: &A,
     ) -> Result<(), RemoteError> {
         let buf = &mut self.buf;

@@ -45,6 +45,8 @@ pub(crate) struct RegistryService {
     bindings: Mutex<BTreeMap<String, AnyRemote>>,
     /// Whether other hosts may bind, rebind and unbind.
     pub(crate) remote_writes: bool,
+    /// Counts changes, so a cache of lookups (the gRPC bridge's) knows when it is stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl RegistryService {
@@ -52,6 +54,7 @@ impl RegistryService {
         RegistryService {
             bindings: Mutex::default(),
             remote_writes,
+            generation: Default::default(),
         }
     }
 
@@ -65,6 +68,17 @@ impl RegistryService {
             }
             _ => Ok(()),
         }
+    }
+
+    /// How many times the bindings changed.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The interfaces of the local objects bound here.
@@ -92,6 +106,7 @@ impl Registry for RegistryService {
         }
         tracing::info!(%name, interface = object.interface(), "bound");
         b.insert(name, object);
+        self.changed();
         Ok(())
     }
 
@@ -99,6 +114,7 @@ impl Registry for RegistryService {
         self.check_write("rebind")?;
         tracing::info!(%name, interface = object.interface(), "rebound");
         self.bindings().insert(name, object);
+        self.changed();
         Ok(())
     }
 
@@ -107,6 +123,7 @@ impl Registry for RegistryService {
         match self.bindings().remove(&name) {
             Some(_) => {
                 tracing::info!(%name, "unbound");
+                self.changed();
                 Ok(())
             }
             None => Err(RemoteError::NotBound { name }),

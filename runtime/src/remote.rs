@@ -380,6 +380,33 @@ impl AnyRemote {
         }
     }
 
+    /// A handle around a stub.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn from_stub(h: StubHandle) -> AnyRemote {
+        AnyRemote {
+            inner: AnyInner::Remote(h),
+        }
+    }
+
+    /// The stub behind a handle to another runtime's object.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn stub(&self) -> Option<&StubHandle> {
+        match &self.inner {
+            AnyInner::Local(_) => None,
+            AnyInner::Remote(h) => Some(h),
+        }
+    }
+
+    /// A handle to the object `target` names, in `rt` (a stub unless it is `rt`'s own).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn import(
+        rt: std::sync::Arc<crate::runtime::RuntimeInner>,
+        target: ObjRef,
+    ) -> Result<AnyRemote, RemoteError> {
+        let ctx = MarshalCtx { rt, conn: None };
+        AnyRemote::from_ref(target, &ctx)
+    }
+
     /// The schema and tracing function of a local object's interface.
     pub(crate) fn local_interface(&self) -> Option<crate::object::InterfaceEntry> {
         match &self.inner {

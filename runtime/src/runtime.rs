@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) pinned_transport: Option<&'static str>,
     /// The secret both ends of every connection must prove they know, if any.
     pub(crate) secret: Option<crate::auth::Secret>,
+    /// How long the gRPC bridge keeps a reference it handed out after its last use.
+    pub(crate) grpc_handle_idle: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             exit_with_parent: true,
             pinned_transport: None,
             secret: None,
+            grpc_handle_idle: Duration::from_secs(300),
         }
     }
 }
@@ -111,6 +114,14 @@ impl RuntimeBuilder {
     /// Serves a registry at this runtime's endpoints (like Java's `LocateRegistry.createRegistry`).
     pub fn registry(mut self) -> Self {
         self.registry = true;
+        self
+    }
+
+    /// How long the gRPC bridge (a `grpc://` endpoint) keeps a reference it handed to a gRPC
+    /// client after the client last used it (default 5 minutes); the bridge's lease on the object
+    /// ends then.
+    pub fn grpc_handle_idle(mut self, idle: Duration) -> Self {
+        self.config.grpc_handle_idle = idle;
         self
     }
 
@@ -289,8 +300,21 @@ impl RuntimeBuilder {
                     })?;
             self.config.pinned_transport = Some(scheme);
         }
+        let (grpc, listen): (Vec<String>, Vec<String>) = std::mem::take(&mut self.listen)
+            .into_iter()
+            .partition(|t| t.starts_with("grpc://"));
+        if grpc.len() > 1 {
+            return Err(RemoteError::Setup {
+                reason: "a runtime serves gRPC on one endpoint at most".into(),
+            });
+        }
+        if !grpc.is_empty() && !cfg!(feature = "grpc") {
+            return Err(RemoteError::Setup {
+                reason: "grpc:// endpoints need oxrmi built with the `grpc` feature".into(),
+            });
+        }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
-        for text in &self.listen {
+        for text in &listen {
             let ep: Endpoint = text.parse()?;
             let l = transport::bind(&ep, &self.config.local)
                 .await
@@ -318,6 +342,7 @@ impl RuntimeBuilder {
             bootstrap: Arc::new(BootstrapService::default()),
             parent: Mutex::new(None),
             stop,
+            grpc_address: std::sync::OnceLock::new(),
         });
         inner.bootstrap.set(self.bootstrap);
         let bootstrap: Remote<dyn Bootstrap> = Remote::from_arc(inner.bootstrap.clone());
@@ -349,6 +374,11 @@ impl RuntimeBuilder {
         for l in listeners {
             inner.handle.spawn(accept_loop(inner.clone(), l));
         }
+        #[cfg(feature = "grpc")]
+        for g in &grpc {
+            let addr = crate::grpc::start(&inner, g.trim_start_matches("grpc://")).await?;
+            let _ = inner.grpc_address.set(addr);
+        }
         if self.parent_pipe {
             let parent = child::connect_parent(&inner, inner.config.exit_with_parent).await?;
             *inner.parent.lock().unwrap_or_else(PoisonError::into_inner) = Some(parent);
@@ -378,9 +408,17 @@ pub(crate) struct RuntimeInner {
     /// The parent's runtime, in a child started with `spawn_child`.
     pub(crate) parent: Mutex<Option<RuntimeId>>,
     stop: watch::Sender<bool>,
+    /// Where the gRPC bridge listens, if it does.
+    grpc_address: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl RuntimeInner {
+    /// Changes to `true` when the runtime shuts down.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         *self.stop.borrow()
     }
@@ -813,6 +851,12 @@ impl Runtime {
         (files, errors)
     }
 
+    /// The address the gRPC bridge listens on (port 0 resolved), if the runtime was built with
+    /// a `grpc://` endpoint.
+    pub fn grpc_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.grpc_address.get().copied()
+    }
+
     /// How many connections to other runtimes are open.
     pub fn connections(&self) -> usize {
         self.inner.conns.all().len()
@@ -922,4 +966,17 @@ impl Runtime {
             c.close(&self.inner, &RemoteError::Shutdown);
         }
     }
+}
+
+/// The runtime the gRPC bridge of `served` calls through: no endpoints, the same settings (the
+/// shared secret among them, for the handshake over the in-memory link).
+#[cfg(feature = "grpc")]
+pub(crate) async fn client_for_bridge(served: &Arc<RuntimeInner>) -> Result<Runtime, RemoteError> {
+    let mut config = served.config.clone();
+    config.pinned_transport = None;
+    let builder = RuntimeBuilder {
+        config,
+        ..Runtime::builder()
+    };
+    Box::pin(builder.start_on(served.handle.clone())).await
 }

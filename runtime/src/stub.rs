@@ -301,7 +301,7 @@ impl StubHandle {
 
     async fn invoke(
         &self,
-        method: &'static str,
+        method: &str,
         args: ArgsEncoder,
         call_flags: u8,
     ) -> Result<(Received, Connection, u64), RemoteError> {
@@ -389,6 +389,50 @@ impl StubHandle {
         }
     }
 
+    /// A call whose reply the caller decodes itself (the gRPC bridge, which knows the result's
+    /// shape but not its Rust type): the reply's status and payload, and the context to decode
+    /// the payload in. A one-way call (`oneway`) answers `Status::Ok` with an empty payload.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) async fn call_raw(
+        &self,
+        method: &str,
+        args: ArgsEncoder,
+        oneway: bool,
+    ) -> Result<RawReply, RemoteError> {
+        let mut call_flags = 0;
+        if oneway {
+            call_flags = flags::ONEWAY;
+            if self.inner.rt.config.send_buffer == 0 {
+                call_flags |= flags::ACK;
+            }
+        }
+        let (received, conn, millis) = self.invoke(method, args, call_flags).await?;
+        let ctx = MarshalCtx {
+            rt: self.inner.rt.clone(),
+            conn: Some(conn),
+        };
+        match received {
+            Received::Reply {
+                status,
+                frame,
+                payload,
+            } => Ok(RawReply {
+                status,
+                frame,
+                payload,
+                ctx,
+                millis,
+            }),
+            Received::Ack | Received::Sent => Ok(RawReply {
+                status: Status::Ok,
+                frame: Vec::new(),
+                payload: 0,
+                ctx,
+                millis,
+            }),
+        }
+    }
+
     /// Sends a one-way call: returns once it is handed to the transport (or, on a link with a
     /// send buffer of zero, once the peer has received it).
     pub async fn call_oneway<E>(&self, method: &'static str, args: ArgsEncoder) -> Result<(), E>
@@ -401,5 +445,26 @@ impl StubHandle {
         }
         self.invoke(method, args, f).await.map_err(E::from)?;
         Ok(())
+    }
+}
+
+/// A reply as [`StubHandle::call_raw`] returns it.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+pub(crate) struct RawReply {
+    pub(crate) status: Status,
+    /// The reply frame; the payload starts at `payload`.
+    pub(crate) frame: Vec<u8>,
+    pub(crate) payload: usize,
+    /// The runtime and connection references in the payload belong to.
+    pub(crate) ctx: MarshalCtx,
+    /// The call's deadline in milliseconds, for a `Timeout` the caller reports.
+    pub(crate) millis: u64,
+}
+
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+impl RawReply {
+    /// The payload bytes.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame[self.payload.min(self.frame.len())..]
     }
 }

@@ -361,8 +361,15 @@ mod tests {
         let e = loose.error.as_deref().unwrap_or_default();
         assert!(e.contains("argument `l`") && e.contains("untagged"), "{e}");
         let f = crate::proto::render(&t).unwrap();
-        assert!(f.text.contains("// Loose: not available over gRPC"), "{}", f.text);
-        assert!(f.text.contains("rpc Tree(TreeRequest) returns (TreeReply);"));
+        assert!(
+            f.text.contains("// Loose: not available over gRPC"),
+            "{}",
+            f.text
+        );
+        assert!(
+            f.text
+                .contains("rpc Tree(TreeRequest) returns (TreeReply);")
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
 //! - `oxrmi-test-peer serve-secret ENDPOINT SECRET_FILE`: as `serve`, with a shared secret.
+//! - `oxrmi-test-peer serve-grpc [HANDLE_IDLE_MS]`: as `serve` on TCP, plus the gRPC bridge on
+//!   127.0.0.1; prints `listening on URL grpc ADDRESS`.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
 //!   `listening on EP1 EP2 ..`.
 //! - `oxrmi-test-peer serve-child [LEASE_MS]`: as `serve`, in a child started by
@@ -61,6 +63,22 @@ async fn main() -> anyhow::Result<()> {
             };
             let rt = oxrmi_tests::start_server(listen, lease).await?;
             println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-grpc", rest @ ..] => {
+            // As `serve`, with the gRPC bridge on an ephemeral port of 127.0.0.1 (and registry
+            // writes through it allowed); prints `listening on URL grpc ADDRESS`.
+            let mut builder = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .listen("grpc://127.0.0.1:0")
+                .registry_accepts_remote_writes(true);
+            if let Some(ms) = rest.first() {
+                builder = builder.grpc_handle_idle(std::time::Duration::from_millis(ms.parse()?));
+            }
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            let grpc = rt.grpc_address().context("no gRPC address")?;
+            println!("listening on {} grpc {grpc}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
         }

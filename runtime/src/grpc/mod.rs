@@ -1,0 +1,650 @@
+//! The gRPC bridge: every interface a runtime serves, as gRPC services any gRPC client can call
+//! (built with the `grpc` feature; `Runtime::builder().listen("grpc://127.0.0.1:50051")`).
+//!
+//! - **What is served.** The interfaces of the runtime's exported objects and of the local
+//!   objects bound in its registry (its lease and bootstrap machinery left out), each as the
+//!   service [`crate::proto`] describes; `oxrmi proto` prints the same `.proto`. The set is
+//!   looked at again every [`REFRESH`] and whenever a call names an unknown method, so objects
+//!   exported at run time appear at run time. Server reflection (v1 and v1alpha) and the
+//!   standard health service are served too; a service is `SERVING` while an object
+//!   implementing its interface is exported or bound, `NOT_SERVING` after.
+//! - **Which object.** Metadata `oxrmi-object: ID` names an object (an `ObjectRef` id, or the id
+//!   `oxrmi ipcs` shows); `oxrmi-name: NAME` a name in the runtime's registry; with neither, the
+//!   one object of the service's interface bound in the registry is called (the runtime's own
+//!   registry and introspection services need no binding). No object, or several, is
+//!   `FAILED_PRECONDITION` naming the candidates.
+//! - **References.** A `Remote<dyn X>` in a reply reaches the client as an `ObjectRef`; the bridge
+//!   keeps a handle (and so a lease) for it until its id goes unused for the handle idle time
+//!   ([`DEFAULT_HANDLE_IDLE`], `RuntimeBuilder::grpc_handle_idle`).
+//! - **Errors and deadlines.** `grpc-timeout` is the call's deadline; failures map to status codes
+//!   in one place ([`code_for`]); an application error is `UNKNOWN` (or, for a `RemoteError`
+//!   returned by the method, that error's code) with the error in the status details as a
+//!   `google.protobuf.Any` of the method's `…AppError` message. A malformed request is
+//!   `INVALID_ARGUMENT`.
+//!
+//! Inside, the bridge is an oxrmi client like any other: a runtime of its own in the same process,
+//! connected to the served runtime over an in-memory link (transport `mem`), calling through
+//! ordinary stubs. Leases, deadlines, cancellation and the registry's rules all hold as for any
+//! peer; the registry sees the bridge as a peer of another host, so its writes through the bridge
+//! need `registry_accepts_remote_writes(true)`.
+
+mod catalog;
+mod codec;
+mod handles;
+mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::DynamicMessage;
+use serde::de::DeserializeSeed;
+use tonic::body::Body;
+use tonic::codec::{DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::Service;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+use tonic_health::ServingStatus;
+
+pub use handles::DEFAULT_HANDLE_IDLE;
+pub use status::code_for;
+
+use crate::connection;
+use crate::id::{ObjId, RuntimeId};
+use crate::introspect::Introspect;
+use crate::marshal::MAX_DEPTH;
+use crate::message::Status as ReplyStatus;
+use crate::proto::Layout;
+use crate::registry::Registry;
+use crate::runtime::RuntimeInner;
+use crate::stub::StubHandle;
+use crate::transport::Link;
+use crate::types::Shape;
+use crate::{AnyRemote, BoxFuture, Interface, Remote, RemoteError, Runtime};
+use catalog::{Catalog, Route};
+use codec::{Arg, Codec, Read};
+use handles::Handles;
+
+/// How often the bridge looks for interfaces that appeared or went, and updates health.
+pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// The in-memory link's buffer, each way.
+const LINK_BUFFER: usize = 256 * 1024;
+
+/// The bridge behind one `grpc://` endpoint.
+struct Bridge {
+    /// The runtime served.
+    served: Arc<RuntimeInner>,
+    served_id: RuntimeId,
+    /// The bridge's own runtime, the client of `served`.
+    client: Runtime,
+    catalog: RwLock<Arc<Catalog>>,
+    handles: Handles,
+    health: tonic_health::server::HealthReporter,
+    health_service: catalog::HttpService,
+    /// Names resolved through the registry, with the registry generation they were read at.
+    names: Mutex<HashMap<String, (u64, AnyRemote)>>,
+}
+
+/// Starts the bridge for `rt` on `addr` (`host:port`); returns the address bound.
+pub(crate) async fn start(rt: &Arc<RuntimeInner>, addr: &str) -> Result<SocketAddr, RemoteError> {
+    let setup = |reason: String| RemoteError::Setup { reason };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| setup(format!("cannot listen on grpc://{addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| setup(format!("grpc://{addr}: {e}")))?;
+
+    let client = crate::runtime::client_for_bridge(rt).await?;
+    connect_in_memory(rt, &client.inner).await?;
+
+    let (health, health_server) = tonic_health::server::health_reporter();
+    let bridge = Arc::new(Bridge {
+        served: rt.clone(),
+        served_id: rt.id,
+        handles: Handles::new(rt.id, rt.config.grpc_handle_idle),
+        client,
+        catalog: RwLock::new(Arc::new(catalog::build(rt))),
+        health,
+        health_service: catalog::boxed(health_server),
+        names: Mutex::new(HashMap::new()),
+    });
+    bridge.update_health(None).await;
+
+    let mut stop = rt.stop_signal();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router = Router {
+        bridge: bridge.clone(),
+    };
+    let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        router,
+        incoming,
+        async move {
+            let _ = stop.changed().await;
+        },
+    );
+    rt.handle.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "the gRPC bridge stopped");
+        }
+    });
+    rt.handle.spawn(refresh(bridge));
+    tracing::info!(address = %local, "gRPC bridge serving");
+    Ok(local)
+}
+
+/// Connects the bridge's runtime to the served one over an in-process link.
+async fn connect_in_memory(
+    served: &Arc<RuntimeInner>,
+    client: &Arc<RuntimeInner>,
+) -> Result<(), RemoteError> {
+    let (a, b) = tokio::io::duplex(LINK_BUFFER);
+    let link = |io: tokio::io::DuplexStream, peer: &str| {
+        let (reader, writer) = tokio::io::split(io);
+        Link {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            scheme: "mem",
+            peer: peer.to_string(),
+            local_host: None,
+            // The bridge speaks for gRPC clients anywhere: not "this host" to the registry.
+            peer_is_local_host: false,
+        }
+    };
+    let (s, c) = tokio::join!(
+        connection::establish(served, link(a, "gRPC bridge")),
+        connection::establish(client, link(b, "served runtime")),
+    );
+    served.conns.insert(s?, None);
+    client.conns.insert(c?, None);
+    Ok(())
+}
+
+/// Keeps the catalog and health current and lets idle handles go, until the runtime stops.
+async fn refresh(bridge: Arc<Bridge>) {
+    let mut stop = bridge.served.stop_signal();
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = stop.changed() => break,
+        }
+        bridge.refresh_catalog().await;
+        if last_sweep.elapsed() >= bridge.handles.sweep_period() {
+            bridge.handles.expire();
+            last_sweep = tokio::time::Instant::now();
+        }
+    }
+    bridge.client.shutdown();
+}
+
+impl Bridge {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Rebuilds the catalog if the set of interfaces changed.
+    async fn refresh_catalog(&self) {
+        let now = catalog::served_names(&self.served);
+        let old = self.catalog();
+        if now == old.interfaces {
+            return;
+        }
+        let new = Arc::new(catalog::build(&self.served));
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = new;
+        self.update_health(Some(&old)).await;
+        tracing::info!(interfaces = ?now, "gRPC bridge: services changed");
+    }
+
+    /// Marks every served service SERVING, and those of `old` no longer served NOT_SERVING.
+    async fn update_health(&self, old: Option<&Catalog>) {
+        let cat = self.catalog();
+        for (_, service) in &cat.services {
+            self.health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        if let Some(old) = old {
+            for (_, service) in &old.services {
+                if !cat.services.iter().any(|(_, s)| s == service) {
+                    self.health
+                        .set_service_status(service, ServingStatus::NotServing)
+                        .await;
+                }
+            }
+        }
+    }
+
+    fn registry(&self) -> Remote<dyn Registry> {
+        Remote::from_stub(StubHandle::well_known(
+            self.client.inner.clone(),
+            Some(self.served_id),
+            ObjId::REGISTRY,
+            <dyn Registry as Interface>::NAME,
+            Vec::new(),
+        ))
+    }
+
+    fn registry_generation(&self) -> Option<u64> {
+        self.served.registry.as_ref().map(|r| r.generation())
+    }
+
+    /// The object a call goes to.
+    async fn select(&self, route: &Route, md: &MetadataMap) -> Result<AnyRemote, Status> {
+        let interface: &str = &route.served.schema.name;
+        let text = |key: &str| -> Result<Option<String>, Status> {
+            match md.get(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_string()))
+                    .map_err(|_| Status::invalid_argument(format!("`{key}` is not text"))),
+            }
+        };
+        let h = if let Some(id) = text("oxrmi-object")? {
+            self.handles
+                .get(&self.client.inner, &id, interface)
+                .map_err(Status::invalid_argument)?
+        } else if let Some(name) = text("oxrmi-name")? {
+            self.lookup(&name).await?
+        } else {
+            self.default_object(interface).await?
+        };
+        if h.interface() != interface {
+            return Err(Status::failed_precondition(format!(
+                "the object named implements `{}`, not `{interface}`",
+                h.interface()
+            )));
+        }
+        Ok(h)
+    }
+
+    /// `name` in the served runtime's registry, cached until the registry changes.
+    async fn lookup(&self, name: &str) -> Result<AnyRemote, Status> {
+        let Some(generation) = self.registry_generation() else {
+            return Err(Status::failed_precondition(
+                "this runtime serves no registry: name objects with `oxrmi-object`",
+            ));
+        };
+        if let Some((g, h)) = self
+            .names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            && *g == generation
+        {
+            return Ok(h.clone());
+        }
+        let h = self
+            .registry()
+            .lookup(name.to_string())
+            .await
+            .map_err(|e| status::from_remote(&e))?;
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), (generation, h.clone()));
+        Ok(h)
+    }
+
+    /// The one object of `interface` bound in the registry, or the runtime's own service.
+    async fn default_object(&self, interface: &str) -> Result<AnyRemote, Status> {
+        let well_known = [
+            (<dyn Registry as Interface>::NAME, ObjId::REGISTRY),
+            (<dyn Introspect as Interface>::NAME, ObjId::INTROSPECT),
+        ];
+        if let Some((name, id)) = well_known.into_iter().find(|(n, _)| *n == interface) {
+            if id == ObjId::REGISTRY && self.served.registry.is_none() {
+                return Err(Status::failed_precondition(
+                    "this runtime serves no registry",
+                ));
+            }
+            let h = StubHandle::well_known(
+                self.client.inner.clone(),
+                Some(self.served_id),
+                id,
+                name,
+                Vec::new(),
+            );
+            return Ok(AnyRemote::from_stub(h));
+        }
+        let key = format!("\0{interface}");
+        let Some(generation) = self.registry_generation() else {
+            return Err(Status::failed_precondition(format!(
+                "this runtime serves no registry, so no object of `{interface}` is the default: \
+                 name one with `oxrmi-object`"
+            )));
+        };
+        if let Some((g, h)) = self
+            .names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && *g == generation
+        {
+            return Ok(h.clone());
+        }
+        let bindings = self
+            .registry()
+            .list()
+            .await
+            .map_err(|e| status::from_remote(&e))?;
+        let candidates: Vec<String> = bindings
+            .into_iter()
+            .filter(|b| b.interface == interface)
+            .map(|b| b.name)
+            .collect();
+        let name = match candidates.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Status::failed_precondition(format!(
+                    "no object of `{interface}` is bound in the registry; name one with \
+                     `oxrmi-object`"
+                )));
+            }
+            many => {
+                return Err(Status::failed_precondition(format!(
+                    "several objects of `{interface}` are bound ({}); pick one with metadata \
+                     `oxrmi-name`",
+                    many.join(", ")
+                )));
+            }
+        };
+        let h = self.lookup(&name).await?;
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (generation, h.clone()));
+        Ok(h)
+    }
+
+    /// Serves one unary call.
+    async fn call(&self, route: &Route, req: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+        let h = self.select(route, req.metadata()).await?;
+        let Some(stub) = h.stub() else {
+            return Err(Status::internal("the bridge holds a local handle"));
+        };
+        let served = &route.served;
+        let method = &served.types.methods[route.method];
+        let msg = DynamicMessage::decode(route.request.clone(), req.into_inner()).map_err(|e| {
+            Status::invalid_argument(format!("malformed {}: {e}", route.request.full_name()))
+        })?;
+        let codec = Codec {
+            layout: Layout::new(&served.types),
+            pool: &served.pool,
+            package: &served.file.package,
+            handles: &self.handles,
+            bridge: &self.client.inner,
+            interface: &served.schema.name,
+        };
+        let mut args = stub
+            .args(method.args.len())
+            .await
+            .map_err(|e| status::from_remote(&e))?;
+        for (i, a) in method.args.iter().enumerate() {
+            let fd = route
+                .request
+                .get_field(i as u32 + 1)
+                .ok_or_else(|| Status::internal("a request field is missing"))?;
+            args.push(&a.name, &Arg::field(&codec, &a.shape, &msg, &fd))
+                .map_err(|e| match e {
+                    RemoteError::Marshalling { what, detail } => {
+                        Status::invalid_argument(format!("{what}: {detail}"))
+                    }
+                    e => status::from_remote(&e),
+                })?;
+        }
+        let reply = stub
+            .call_raw(&method.name, args, route.oneway)
+            .await
+            .map_err(|e| status::from_remote(&e))?;
+        let decode = |shape: &Shape| -> Result<Option<prost_reflect::Value>, Status> {
+            reply
+                .ctx
+                .enter(|| {
+                    let mut de = rmp_serde::Deserializer::from_read_ref(reply.payload());
+                    de.set_max_depth(MAX_DEPTH);
+                    Read::field(&codec, shape).deserialize(&mut de)
+                })
+                .map_err(|e| Status::internal(format!("cannot translate the reply: {e}")))
+        };
+        match reply.status {
+            ReplyStatus::Ok => {
+                let mut out = DynamicMessage::new(route.reply.clone());
+                if !route.oneway
+                    && codec.layout.resolve(&method.ok) != &Shape::Unit
+                    && let Some(v) = decode(&method.ok)?
+                {
+                    out.try_set_field_by_number(1, v)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
+                Ok(out.encode_to_vec().into())
+            }
+            ReplyStatus::AppError => {
+                let mut detail = DynamicMessage::new(route.app_error.clone());
+                if let Some(v) = decode(&method.err)? {
+                    detail
+                        .try_set_field_by_number(1, v)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
+                // A `RemoteError` the method returned keeps its kind's code.
+                let remote = matches!(&method.err, Shape::Named(n) if n == "RemoteError")
+                    .then(|| {
+                        crate::marshal::decode_value::<RemoteError>(
+                            &reply.ctx,
+                            reply.payload(),
+                            || "the error".into(),
+                        )
+                        .ok()
+                    })
+                    .flatten();
+                let (code, message) = match remote {
+                    Some(e) => (code_for(&e), e.to_string()),
+                    None => (
+                        Code::Unknown,
+                        format!(
+                            "`{}` returned an application error (in the details: {})",
+                            method.name,
+                            route.app_error.full_name()
+                        ),
+                    ),
+                };
+                Err(status::with_detail(
+                    code,
+                    message,
+                    route.app_error.full_name(),
+                    detail.encode_to_vec(),
+                ))
+            }
+            ReplyStatus::Failed => {
+                let e: RemoteError =
+                    crate::marshal::decode_value(&reply.ctx, reply.payload(), || {
+                        "the error".into()
+                    })
+                    .map_err(|e| status::from_remote(&e))?;
+                let e = match e {
+                    RemoteError::Timeout { .. } => RemoteError::Timeout {
+                        millis: reply.millis,
+                    },
+                    e => e,
+                };
+                Err(status::from_remote(&e))
+            }
+        }
+    }
+}
+
+/// `grpc-timeout`: digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(md: &MetadataMap) -> Result<Option<Duration>, Status> {
+    let Some(v) = md.get("grpc-timeout") else {
+        return Ok(None);
+    };
+    let bad = || Status::invalid_argument("malformed grpc-timeout");
+    let t = v.to_str().map_err(|_| bad())?;
+    if t.len() < 2 || t.len() > 9 {
+        return Err(bad());
+    }
+    let (digits, unit) = t.split_at(t.len() - 1);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return Err(bad()),
+    }))
+}
+
+/// The bridge's HTTP/2 service: routes each request by its path.
+#[derive(Clone)]
+struct Router {
+    bridge: Arc<Bridge>,
+}
+
+impl Service<http::Request<Body>> for Router {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let bridge = self.bridge.clone();
+        Box::pin(async move { Ok(route(bridge, req).await) })
+    }
+}
+
+async fn route(bridge: Arc<Bridge>, req: http::Request<Body>) -> http::Response<Body> {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
+        let cat = bridge.catalog();
+        return (cat.reflection_v1)(req).await;
+    }
+    if path.starts_with("/grpc.reflection.v1alpha.ServerReflection/") {
+        let cat = bridge.catalog();
+        return (cat.reflection_v1alpha)(req).await;
+    }
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return (bridge.health_service)(req).await;
+    }
+    let mut found = bridge.catalog().routes.get(&path).cloned();
+    if found.is_none() {
+        // Perhaps an object exported a moment ago.
+        bridge.refresh_catalog().await;
+        found = bridge.catalog().routes.get(&path).cloned();
+    }
+    let Some(route) = found else {
+        tracing::debug!(%path, "gRPC: no such method");
+        return Status::unimplemented(format!("no method `{path}` is served here")).into_http();
+    };
+    let mut grpc = tonic::server::Grpc::new(BytesCodec);
+    grpc.unary(Unary { bridge, route }, req).await
+}
+
+/// One unary call, as tonic's server machinery takes it.
+struct Unary {
+    bridge: Arc<Bridge>,
+    route: Arc<Route>,
+}
+
+impl tonic::server::UnaryService<Bytes> for Unary {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
+        let bridge = self.bridge.clone();
+        let route = self.route.clone();
+        Box::pin(async move {
+            let timeout = grpc_timeout(req.metadata())?;
+            let work = bridge.call(&route, req);
+            let r = match timeout {
+                Some(t) => crate::with_timeout(t, work).await,
+                None => work.await,
+            };
+            if let Err(s) = &r {
+                tracing::debug!(code = ?s.code(), message = s.message(), "gRPC call failed");
+            }
+            r.map(tonic::Response::new)
+        })
+    }
+}
+
+/// Passes message bodies through as bytes: decoding is the bridge's, by descriptor.
+#[derive(Clone, Copy)]
+struct BytesCodec;
+
+impl tonic::codec::Codec for BytesCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = BytesCodec;
+    type Decoder = BytesCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesCodec
+    }
+}
+
+impl Encoder for BytesCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for BytesCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use bytes::Buf;
+        // An empty buffer is an empty message, which is valid.
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        let mut md = MetadataMap::new();
+        assert_eq!(grpc_timeout(&md).unwrap(), None);
+        for (text, d) in [
+            ("5S", Duration::from_secs(5)),
+            ("250m", Duration::from_millis(250)),
+            ("1H", Duration::from_secs(3600)),
+            ("100u", Duration::from_micros(100)),
+        ] {
+            md.insert("grpc-timeout", text.parse().unwrap());
+            assert_eq!(grpc_timeout(&md).unwrap(), Some(d), "{text}");
+        }
+        for text in ["5", "S", "5X", "1234567890S"] {
+            md.insert("grpc-timeout", text.parse().unwrap());
+            assert!(grpc_timeout(&md).is_err(), "{text}");
+        }
+    }
+}
