@@ -50,13 +50,9 @@ pub(crate) fn run(args: ProtoArgs) -> anyhow::Result<()> {
     match &args.out {
         Some(dir) => {
             for f in &files {
-                let path = dir.join(&f.path);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-                std::fs::write(&path, &f.text)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                let path = f
+                    .write_under(dir)
+                    .with_context(|| format!("cannot write {} under {}", f.path, dir.display()))?;
                 println!("{}", path.display());
             }
         }

@@ -57,6 +57,45 @@ impl ProtoFile {
     pub fn service_name(&self) -> String {
         format!("{}.{}", self.package, self.service)
     }
+
+    /// Writes the file under `dir` at its [`path`](Self::path), creating directories; returns
+    /// the path written.
+    pub fn write_under(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+    ) -> std::io::Result<std::path::PathBuf> {
+        let path = dir.as_ref().join(&self.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, &self.text)?;
+        Ok(path)
+    }
+}
+
+/// The `.proto` of interface `T`, from its types traced in this process: the build-time way to
+/// write it (from a build script or a small binary of a crate that depends on the interfaces),
+/// identical to what `oxrmi proto` prints for a runtime serving `T`.
+///
+/// ```
+/// #[oxrmi::remote(name = "demo.Greeter")]
+/// pub trait Greeter: Send + Sync {
+///     async fn greet(&self, name: String) -> Result<String, oxrmi::RemoteError>;
+/// }
+///
+/// let file = oxrmi::proto::file_of::<dyn Greeter>().unwrap();
+/// assert_eq!(file.path, "demo/greeter.proto");
+/// let dir = std::env::temp_dir().join(format!("oxrmi-doc-{}", std::process::id()));
+/// let written = file.write_under(&dir).unwrap();
+/// assert!(std::fs::read_to_string(&written).unwrap().contains("service Greeter"));
+/// # std::fs::remove_dir_all(dir).unwrap();
+/// ```
+pub fn file_of<T: ?Sized + crate::Interface>() -> Result<ProtoFile, ProtoError> {
+    let types = crate::types::describe::<T>().map_err(|reason| ProtoError {
+        interface: T::NAME.to_string(),
+        reason,
+    })?;
+    render(&types)
 }
 
 /// Why an interface has no `.proto`.
