@@ -12,6 +12,7 @@ use anyhow::Context;
 use oxrmi::{Remote, Runtime};
 
 use super::interface::{BENCH_NAME, Bench};
+use super::grpc;
 use super::lifetimes::{self, Holder};
 use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
@@ -23,7 +24,7 @@ use super::plan::{
 use super::raw_calls;
 use super::report;
 use super::stats::Summary;
-use super::transport::RawStream;
+use super::transport::{RawStream, TransportKind};
 use super::transport::pipe::ChildPipes;
 use crate::cli::BenchClientArgs;
 use crate::tokio_runtime;
@@ -32,6 +33,9 @@ use crate::tokio_runtime;
 pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     let plan = Plan::new(args.quick);
     let tokio = tokio_runtime::build().context("cannot start the tokio runtime")?;
+    if args.transport == TransportKind::Grpc {
+        return grpc_figures(&tokio, &args, &plan);
+    }
     let rt = tokio.block_on(Runtime::builder().start())?;
     let transport = args.transport;
     let exe = std::env::current_exe().context("cannot find this executable")?;
@@ -163,6 +167,50 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     }
     rt.shutdown();
     Ok(())
+}
+
+/// Over `grpc`: the null call, the 1 KiB echo and null calls in flight, through the bridge
+/// (`--server`) and against the plain tonic service (`--raw`), each baseline right before its
+/// figure.
+fn grpc_figures(
+    tokio: &tokio::runtime::Runtime,
+    args: &BenchClientArgs,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let addr = |ep: &Option<oxrmi::Endpoint>, what: &str| -> anyhow::Result<std::net::SocketAddr> {
+        let ep = ep.as_ref().with_context(|| format!("--{what} is needed over grpc"))?;
+        let text = ep.to_string();
+        text.trim_start_matches("tcp://")
+            .parse()
+            .with_context(|| format!("--{what} {text} is not a TCP address"))
+    };
+    let (bridge_addr, plain_addr) = (addr(&args.server, "server")?, addr(&args.raw, "raw")?);
+    let (bridge, plain) = tokio.block_on(async {
+        Ok::<_, anyhow::Error>((grpc::connect(bridge_addr).await?, grpc::connect(plain_addr).await?))
+    })?;
+    let mut out = Emitter;
+    let base = on_workers(tokio, grpc::null(plain.clone(), plan.small))?.summarize();
+    let ours = on_workers(tokio, grpc::null(bridge.clone(), plan.small))?.summarize();
+    out.latency("null_call", "null call", ours, Some(base))?;
+    let base = on_workers(tokio, grpc::echo(plain.clone(), SMALL_ECHO, plan.small))?.summarize();
+    let ours = on_workers(tokio, grpc::echo(bridge.clone(), SMALL_ECHO, plan.small))?.summarize();
+    out.latency("echo_1k", "echo 1 KiB", ours, Some(base))?;
+    let (base, _) = on_workers(
+        tokio,
+        grpc::null_in_flight(plain, IN_FLIGHT, plan.in_flight),
+    )?;
+    let (rate, completed) = on_workers(
+        tokio,
+        grpc::null_in_flight(bridge, IN_FLIGHT, plan.in_flight),
+    )?;
+    out.emit(&Measurement {
+        metric: format!("null_calls_per_second_{IN_FLIGHT}_in_flight"),
+        label: format!("null calls/s, {IN_FLIGHT} in flight"),
+        unit: Unit::CallsPerSecond,
+        ours: rate,
+        raw: Some(base),
+        samples: completed,
+    })
 }
 
 /// The figures of distributed lifetimes (no raw twin), against the server at `server`, which

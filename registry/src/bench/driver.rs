@@ -100,17 +100,22 @@ fn measure(
     // A fresh server for the lifetime figures: nothing else holds its objects (so the renewals
     // it counts are the measured holder's) nor has freed memory in it (so its resident set
     // grows with what it hands out), and its lease is short.
-    let (lifetimes_server, lifetimes_endpoint) = ServerProcess::start(
-        "lifetimes bench server",
-        bench_server(Duration::from_millis(BENCH_LEASE_MS)),
-    )?;
+    let lifetimes_server = match kind.has_lifetimes() {
+        true => Some(ServerProcess::start(
+            "lifetimes bench server",
+            bench_server(Duration::from_millis(BENCH_LEASE_MS)),
+        )?),
+        false => None,
+    };
     let mut client = pinning.command(exe, placement.client_cpu);
     client.args(["bench-client", "--transport", transport]);
     client.arg("--server").arg(server_endpoint.to_string());
     client.arg("--raw").arg(raw_endpoint.to_string());
-    client
-        .arg("--lifetimes")
-        .arg(lifetimes_endpoint.to_string());
+    if let Some((_, lifetimes_endpoint)) = &lifetimes_server {
+        client
+            .arg("--lifetimes")
+            .arg(lifetimes_endpoint.to_string());
+    }
     if quick {
         client.arg("--quick");
     }
@@ -156,6 +161,12 @@ fn header(
     h += "raw baseline: same transport, same run, blocking reads and writes (shm: futex \
           wake-ups after a short spin) against a byte echo: null call = 8-byte ping-pong, echo = \
           ping-pong of the same size, in flight = 8-byte messages kept 64 deep; ratio = ours / raw\n";
+    if args.transport.kinds().contains(&TransportKind::Grpc) {
+        h += "grpc: ours = a unary call through the gRPC bridge (tonic client, HTTP/2 over \
+              loopback); baseline = the same call, messages and client against a hand-written \
+              tonic service (prost) in a process of its own, same placement; no registry or \
+              lifetime figures\n";
+    }
     if args.transport.kinds().iter().any(|k| k.is_child_pipes()) {
         h += "pipe: the client starts both servers as its children (the pipes of a child reach \
               only its parent), so the lifetime figures, which need runtimes of their own, are \

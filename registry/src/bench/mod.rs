@@ -18,6 +18,7 @@
 //! - `client`: the client role: which figures, in which order.
 //! - `oxrmi_calls`, `raw_calls`: the timed loops, over oxrmi and over the bare transport.
 //! - `interface`: the remote interface measured; `transport`: the transports measurable.
+//! - `grpc`: `--transport grpc`: the bridge against a hand-written tonic service.
 //! - `plan`: how many calls and for how long; `stats`: percentiles.
 //! - `lifetimes`: the figures of distributed lifetimes: a reference received and dropped,
 //!   lease renewals against handles held, the owner's memory per object and per holder.
@@ -27,6 +28,7 @@
 mod child_process;
 mod client;
 mod driver;
+mod grpc;
 mod interface;
 mod lifetimes;
 mod measurement;
@@ -39,7 +41,7 @@ mod raw_server;
 mod report;
 mod resident;
 mod server;
-mod stats;
+pub(crate) mod stats;
 mod transport;
 
 pub(crate) use client::run as run_client;

@@ -26,18 +26,19 @@ macro_rules! time_calls {
             $call;
         }
         let mut nanos = Vec::with_capacity(count.timed);
-        let wall = Instant::now();
+        let wall = ::std::time::Instant::now();
         for _ in 0..count.timed {
-            let t = Instant::now();
+            let t = ::std::time::Instant::now();
             $call;
             nanos.push(t.elapsed().as_nanos() as u64);
         }
-        Samples {
+        $crate::bench::stats::Samples {
             nanos,
             wall: wall.elapsed(),
         }
     }};
 }
+pub(crate) use time_calls;
 
 /// Sequential null calls.
 pub(crate) async fn null(bench: Remote<dyn Bench>, count: Count) -> anyhow::Result<Samples> {
@@ -110,7 +111,7 @@ pub(crate) async fn lookups_in_flight(
 
 /// Runs `op` in a loop on each of `callers` tasks; returns operations completed per second within
 /// the measured window, and how many that was.
-async fn in_flight<F, Fut>(callers: usize, window: Window, op: F) -> anyhow::Result<(f64, u64)>
+pub(crate) async fn in_flight<F, Fut>(callers: usize, window: Window, op: F) -> anyhow::Result<(f64, u64)>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

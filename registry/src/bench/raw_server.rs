@@ -1,5 +1,6 @@
 //! The `bench-raw-server` role: echoes every byte back on the bare transport, a thread per
-//! connection, until the parent closes stdin. Prints `listening on <endpoint>` first.
+//! connection, until the parent closes stdin. Prints `listening on <endpoint>` first. Over
+//! `grpc` it serves the hand-written tonic service instead (see `grpc`).
 
 use std::io;
 
@@ -15,6 +16,9 @@ const ECHO_BUFFER: usize = 64 * 1024;
 
 /// Serves until stdin closes.
 pub(crate) fn run(args: BenchRawServerArgs) -> anyhow::Result<()> {
+    if args.transport == super::transport::TransportKind::Grpc {
+        return serve_plain_tonic();
+    }
     if args.transport.is_child_pipes() {
         // Started by the client: echo our stdin to our stdout until it ends.
         return super::transport::pipe::echo_stdio().context("echo over the pipes");
@@ -49,4 +53,21 @@ fn echo(mut stream: Box<dyn RawStream>) {
             Err(_) => return,
         }
     }
+}
+
+/// Over `grpc`: the hand-written tonic service, until stdin closes.
+fn serve_plain_tonic() -> anyhow::Result<()> {
+    let tokio = crate::tokio_runtime::build().context("cannot start the tokio runtime")?;
+    tokio.block_on(async {
+        let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
+        parent_watch::on_stdin_closed(move || {
+            let _ = closed_tx.send(());
+        })?;
+        let (addr, serving) = super::grpc::serve_plain(async move {
+            let _ = closed.await;
+        })
+        .await?;
+        announce(&[oxrmi::Endpoint::tcp(addr.ip().to_string(), addr.port())])?;
+        serving.await
+    })
 }

@@ -1,5 +1,6 @@
 //! The `bench-server` role: a runtime serving the bench object, bound in its own registry,
-//! until the parent closes stdin. Prints `listening on <endpoint>` first.
+//! until the parent closes stdin. Prints `listening on <endpoint>` first (over `grpc`, the
+//! gRPC bridge's address as `tcp://`).
 //!
 //! Its lease is `--lease-ms`, [`BENCH_LEASE_MS`](super::BENCH_LEASE_MS) by default: short, so
 //! the renewal figures see renewals within seconds. The driver gives the server of the call
@@ -9,11 +10,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use oxrmi::{Remote, Runtime};
+use oxrmi::{Endpoint, Remote, Runtime};
 use tokio::sync::oneshot;
 
 use super::interface::{BENCH_NAME, Bench, BenchService};
 use super::parent_watch;
+use super::transport::TransportKind;
 use crate::cli::BenchServerArgs;
 use crate::serve_registry::announce;
 use crate::tokio_runtime;
@@ -47,8 +49,12 @@ async fn serve(args: BenchServerArgs) -> anyhow::Result<()> {
     parent_watch::on_stdin_closed(move || {
         let _ = closed_tx.send(());
     })?;
+    let grpc = args.transport == TransportKind::Grpc;
+    let mut builder = builder.listen(listen);
+    if grpc {
+        builder = builder.listen("grpc://127.0.0.1:0");
+    }
     let rt = builder
-        .listen(listen)
         .start()
         .await
         .context("cannot start the bench server's runtime")?;
@@ -57,7 +63,11 @@ async fn serve(args: BenchServerArgs) -> anyhow::Result<()> {
         Remote::<dyn Bench>::new(BenchService::default()),
     )
     .await?;
-    announce(&rt.endpoints())?;
+    match rt.grpc_address() {
+        // Over gRPC the client needs the bridge's address (as a TCP endpoint) and nothing else.
+        Some(addr) if grpc => announce(&[Endpoint::tcp(addr.ip().to_string(), addr.port())])?,
+        _ => announce(&rt.endpoints())?,
+    }
     // A dropped sender (the watch thread died) ends serving as well.
     let _ = closed.await;
     rt.shutdown();

@@ -30,6 +30,8 @@ pub(crate) enum TransportKind {
     Fifo,
     /// The stdin and stdout of a child process the client starts.
     Pipe,
+    /// The gRPC bridge (HTTP/2 over loopback TCP), against a hand-written tonic service.
+    Grpc,
 }
 
 /// What `--transport` takes: one transport, or all of them in turn.
@@ -45,6 +47,8 @@ pub(crate) enum TransportChoice {
     Pipe,
     /// Shared memory.
     Shm,
+    /// The gRPC bridge, against plain tonic.
+    Grpc,
     /// Every transport above, one after another, in one table.
     All,
 }
@@ -58,12 +62,14 @@ impl TransportChoice {
             TransportChoice::Fifo => vec![TransportKind::Fifo],
             TransportChoice::Pipe => vec![TransportKind::Pipe],
             TransportChoice::Shm => vec![TransportKind::Shm],
+            TransportChoice::Grpc => vec![TransportKind::Grpc],
             TransportChoice::All => vec![
                 TransportKind::Tcp,
                 TransportKind::Unix,
                 TransportKind::Fifo,
                 TransportKind::Pipe,
                 TransportKind::Shm,
+                TransportKind::Grpc,
             ],
         }
     }
@@ -90,7 +96,14 @@ impl TransportKind {
             TransportKind::Shm => "shm",
             TransportKind::Fifo => "fifo",
             TransportKind::Pipe => "pipe",
+            TransportKind::Grpc => "grpc",
         }
+    }
+
+    /// Whether the lifetime figures are measured over it (they need oxrmi runtimes of their own
+    /// reaching the server: not over a child's pipes, and not through the gRPC bridge).
+    pub(crate) fn has_lifetimes(self) -> bool {
+        !matches!(self, TransportKind::Pipe | TransportKind::Grpc)
     }
 
     /// Whether the client starts the servers as its own children (their pipes are the link).
@@ -99,12 +112,13 @@ impl TransportKind {
     }
 
     fn not_listened(self) -> io::Error {
+        let why = match self {
+            TransportKind::Grpc => "its baseline is a tonic service, not a byte echo",
+            _ => "the client starts its servers",
+        };
         io::Error::new(
             io::ErrorKind::Unsupported,
-            format!(
-                "nothing listens on {}: the client starts its servers",
-                self.name()
-            ),
+            format!("no raw echo over {}: {why}", self.name()),
         )
     }
 
@@ -116,6 +130,8 @@ impl TransportKind {
             TransportKind::Unix => Endpoint::unix(unix::fresh_path("oxrmi").to_string_lossy()),
             TransportKind::Shm => Endpoint::shm(unix::fresh_path("oxrmi-shm").to_string_lossy()),
             TransportKind::Fifo => Endpoint::fifo(unix::fresh_path("oxrmi-fifo").to_string_lossy()),
+            // The bench server also serves gRPC (see `server`).
+            TransportKind::Grpc => Endpoint::tcp("127.0.0.1", 0),
             TransportKind::Pipe => return None,
         })
     }
@@ -127,7 +143,7 @@ impl TransportKind {
             TransportKind::Unix => Ok(Box::new(unix::RawUnixListener::bind()?)),
             TransportKind::Shm => Ok(Box::new(shm::RawShmListener::bind()?)),
             TransportKind::Fifo => Ok(Box::new(fifo::RawFifoListener::bind()?)),
-            TransportKind::Pipe => Err(self.not_listened()),
+            TransportKind::Pipe | TransportKind::Grpc => Err(self.not_listened()),
         }
     }
 
@@ -138,7 +154,7 @@ impl TransportKind {
             TransportKind::Unix => Ok(Box::new(unix::connect(endpoint)?)),
             TransportKind::Shm => Ok(Box::new(shm::connect(endpoint)?)),
             TransportKind::Fifo => Ok(Box::new(fifo::connect(endpoint)?)),
-            TransportKind::Pipe => Err(self.not_listened()),
+            TransportKind::Pipe | TransportKind::Grpc => Err(self.not_listened()),
         }
     }
 }
