@@ -212,7 +212,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("possible values: tcp, unix, fifo, pipe, shm, all"),
+            e.contains("possible values: tcp, unix, fifo, pipe, shm, grpc, all"),
             "{e}"
         );
         let Command::Bench(a) = parse(&["bench", "--pin", "all", "--quick", "--json"])

@@ -162,3 +162,62 @@ fn failure_frame(call: CallId, e: &RemoteError, max: usize) -> Result<Vec<u8>, R
     })?;
     f.finish(max)
 }
+
+/// Calls `method` of the local object `object` in this task, without a connection: the gRPC
+/// bridge's path for methods whose values hold no references (which alone need a connection to
+/// be marshalled). Same rules as [`serve`]: the caller's identity and deadline in scope, a panic
+/// or a missed deadline fails the call. `args` is the encoded argument array.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+pub(crate) async fn in_process(
+    rt: &Arc<RuntimeInner>,
+    object: crate::id::ObjId,
+    method: &str,
+    args: &[u8],
+    caller: Caller,
+    deadline: Instant,
+    millis: u64,
+) -> Result<crate::stub::RawReply, RemoteError> {
+    let no_object = || RemoteError::NoSuchObject {
+        object: object.to_string(),
+    };
+    let obj = rt.objects.get(object).ok_or_else(no_object)?;
+    let ctx = CallCtx {
+        marshal: MarshalCtx {
+            rt: rt.clone(),
+            conn: None,
+        },
+        call: CallId(0),
+        max_frame: rt.config.max_frame,
+    };
+    let fut = obj
+        .dispatch(method, args, &ctx)
+        .ok_or_else(no_object)?
+        .ok_or_else(|| RemoteError::NoSuchMethod {
+            interface: obj.schema().name.to_string(),
+            method: method.to_string(),
+        })?;
+    let guarded = CatchUnwind::new(context::serve_scope(caller, deadline, fut));
+    let frame = match tokio::time::timeout_at(deadline, guarded).await {
+        Ok(Ok(Outcome::Reply { frame, .. })) => frame,
+        Ok(Ok(Outcome::Failed(e))) => return Err(e),
+        Ok(Err(message)) => {
+            tracing::warn!(%message, "a remote method panicked; the call fails, serving goes on");
+            return Err(RemoteError::Panic { message });
+        }
+        Err(_) => return Err(RemoteError::Timeout { millis }),
+    };
+    let body = frame.get(crate::frame::LENGTH_LEN..).unwrap_or_default();
+    let message::Message::Reply {
+        status, payload, ..
+    } = message::decode(body)?
+    else {
+        return Err(RemoteError::protocol("a handler produced no reply"));
+    };
+    Ok(crate::stub::RawReply {
+        status,
+        payload: payload + crate::frame::LENGTH_LEN,
+        frame,
+        ctx: ctx.marshal,
+        millis,
+    })
+}

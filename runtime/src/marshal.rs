@@ -109,6 +109,12 @@ impl ArgsEncoder {
         Ok((self.buf, conn, self.deadline, self.millis))
     }
 
+    /// The encoded arguments alone, for a call that needs no connection.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Appends one argument.
     pub fn push<A: Serialize + ?Sized>(
         &mut self,

@@ -217,6 +217,49 @@ impl<'a> Layout<'a> {
         }
     }
 
+    /// Whether a value of `shape` can hold a reference (`Remote`) anywhere inside.
+    pub(crate) fn has_remote(&self, shape: &Shape) -> bool {
+        self.mentions_remote(shape, &mut BTreeSet::new())
+    }
+
+    fn mentions_remote<'b>(&'b self, shape: &'b Shape, seen: &mut BTreeSet<&'b str>) -> bool {
+        let all = |ss: &'b [Shape], seen: &mut BTreeSet<&'b str>| {
+            ss.iter().any(|s| self.mentions_remote(s, seen))
+        };
+        match shape {
+            Shape::Remote => true,
+            Shape::Option(s) | Shape::Seq(s) | Shape::Array { item: s, .. } => {
+                self.mentions_remote(s, seen)
+            }
+            Shape::Map { key, value } => {
+                self.mentions_remote(key, seen) || self.mentions_remote(value, seen)
+            }
+            Shape::Tuple(ss) => all(ss, seen),
+            Shape::Named(n) => {
+                if !seen.insert(n) {
+                    return false;
+                }
+                match self.container(n) {
+                    Some(Container::Newtype(s)) => self.mentions_remote(s, seen),
+                    Some(Container::Tuple(ss)) => all(ss, seen),
+                    Some(Container::Struct(fs)) => {
+                        fs.iter().any(|f| self.mentions_remote(&f.shape, seen))
+                    }
+                    Some(Container::Enum(vs)) => vs.iter().any(|v| match &v.data {
+                        VariantData::Unit => false,
+                        VariantData::Newtype(s) => self.mentions_remote(s, seen),
+                        VariantData::Tuple(ss) => all(ss, seen),
+                        VariantData::Struct(fs) => {
+                            fs.iter().any(|f| self.mentions_remote(&f.shape, seen))
+                        }
+                    }),
+                    Some(Container::Unit) | None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
     /// Follows transparent newtypes to the shape that is actually written.
     pub(crate) fn resolve<'b>(&'b self, shape: &'b Shape) -> &'b Shape
     where

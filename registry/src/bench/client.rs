@@ -11,8 +11,8 @@ use std::io::Write;
 use anyhow::Context;
 use oxrmi::{Remote, Runtime};
 
-use super::interface::{BENCH_NAME, Bench};
 use super::grpc;
+use super::interface::{BENCH_NAME, Bench};
 use super::lifetimes::{self, Holder};
 use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
@@ -24,8 +24,8 @@ use super::plan::{
 use super::raw_calls;
 use super::report;
 use super::stats::Summary;
-use super::transport::{RawStream, TransportKind};
 use super::transport::pipe::ChildPipes;
+use super::transport::{RawStream, TransportKind};
 use crate::cli::BenchClientArgs;
 use crate::tokio_runtime;
 
@@ -178,7 +178,9 @@ fn grpc_figures(
     plan: &Plan,
 ) -> anyhow::Result<()> {
     let addr = |ep: &Option<oxrmi::Endpoint>, what: &str| -> anyhow::Result<std::net::SocketAddr> {
-        let ep = ep.as_ref().with_context(|| format!("--{what} is needed over grpc"))?;
+        let ep = ep
+            .as_ref()
+            .with_context(|| format!("--{what} is needed over grpc"))?;
         let text = ep.to_string();
         text.trim_start_matches("tcp://")
             .parse()
@@ -186,7 +188,10 @@ fn grpc_figures(
     };
     let (bridge_addr, plain_addr) = (addr(&args.server, "server")?, addr(&args.raw, "raw")?);
     let (bridge, plain) = tokio.block_on(async {
-        Ok::<_, anyhow::Error>((grpc::connect(bridge_addr).await?, grpc::connect(plain_addr).await?))
+        Ok::<_, anyhow::Error>((
+            grpc::connect(bridge_addr).await?,
+            grpc::connect(plain_addr).await?,
+        ))
     })?;
     let mut out = Emitter;
     let base = on_workers(tokio, grpc::null(plain.clone(), plan.small))?.summarize();

@@ -167,7 +167,11 @@ pub(crate) async fn echo(channel: Channel, size: usize, count: Count) -> anyhow:
     Ok(time_calls!(count, {
         let back: EchoReply =
             unary(&channel, ECHO_PATH, EchoRequest { data: data.clone() }).await?;
-        ensure!(back.result.len() == size, "the server echoed {} bytes", back.result.len());
+        ensure!(
+            back.result.len() == size,
+            "the server echoed {} bytes",
+            back.result.len()
+        );
     }))
 }
 

@@ -111,7 +111,11 @@ pub(crate) async fn lookups_in_flight(
 
 /// Runs `op` in a loop on each of `callers` tasks; returns operations completed per second within
 /// the measured window, and how many that was.
-pub(crate) async fn in_flight<F, Fut>(callers: usize, window: Window, op: F) -> anyhow::Result<(f64, u64)>
+pub(crate) async fn in_flight<F, Fut>(
+    callers: usize,
+    window: Window,
+    op: F,
+) -> anyhow::Result<(f64, u64)>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

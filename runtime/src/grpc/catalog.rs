@@ -59,6 +59,9 @@ pub(crate) struct Route {
     pub(crate) reply: MessageDescriptor,
     pub(crate) app_error: MessageDescriptor,
     pub(crate) oneway: bool,
+    /// Whether the call can run in this task, without the in-memory link: a two-way method
+    /// whose values hold no references (only a reference needs a connection to marshal).
+    pub(crate) in_process: bool,
 }
 
 /// Everything served, as of one build.
@@ -157,6 +160,11 @@ pub(crate) fn build(rt: &Arc<RuntimeInner>) -> Catalog {
                 continue;
             };
             let oneway = schema.method(&m.name).is_some_and(|s| s.oneway);
+            let layout = crate::proto::Layout::new(&served.types);
+            let in_process = !oneway
+                && !layout.has_remote(&m.ok)
+                && !layout.has_remote(&m.err)
+                && !m.args.iter().any(|a| layout.has_remote(&a.shape));
             routes.insert(
                 format!("/{service}/{rpc}"),
                 Arc::new(Route {
@@ -166,6 +174,7 @@ pub(crate) fn build(rt: &Arc<RuntimeInner>) -> Catalog {
                     reply,
                     app_error,
                     oneway,
+                    in_process,
                 }),
             );
         }

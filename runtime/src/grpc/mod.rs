@@ -365,6 +365,47 @@ impl Bridge {
         Ok(h)
     }
 
+    /// Runs the call on the served runtime's object in this task (see `Route::in_process`), as
+    /// its runtime would for a peer: deadline, caller, panic capture.
+    async fn call_in_process(
+        &self,
+        object: ObjId,
+        route: &Route,
+        codec: &Codec<'_>,
+        msg: &DynamicMessage,
+    ) -> Result<crate::stub::RawReply, Status> {
+        let method = &route.served.types.methods[route.method];
+        let start = tokio::time::Instant::now();
+        let deadline = crate::context::deadline(start, self.served.config.call_timeout);
+        let millis = deadline
+            .saturating_duration_since(start)
+            .as_micros()
+            .div_ceil(1000) as u64;
+        let ctx = crate::marshal::MarshalCtx {
+            rt: self.served.clone(),
+            conn: None,
+        };
+        let mut args =
+            crate::marshal::ArgsEncoder::new(ctx, method.args.len(), deadline, millis);
+        push_args(&mut args, route, codec, msg)?;
+        let caller = crate::Caller {
+            runtime: self.client.inner.id,
+            address: "gRPC bridge".into(),
+            local_host: false,
+        };
+        crate::dispatch::in_process(
+            &self.served,
+            object,
+            &method.name,
+            &args.into_bytes(),
+            caller,
+            deadline,
+            millis,
+        )
+        .await
+        .map_err(|e| status::from_remote(&e))
+    }
+
     /// Serves one unary call.
     async fn call(&self, route: &Route, req: tonic::Request<Bytes>) -> Result<Bytes, Status> {
         let h = self.select(route, req.metadata()).await?;
@@ -384,27 +425,19 @@ impl Bridge {
             bridge: &self.client.inner,
             interface: &served.schema.name,
         };
-        let mut args = stub
-            .args(method.args.len())
-            .await
-            .map_err(|e| status::from_remote(&e))?;
-        for (i, a) in method.args.iter().enumerate() {
-            let fd = route
-                .request
-                .get_field(i as u32 + 1)
-                .ok_or_else(|| Status::internal("a request field is missing"))?;
-            args.push(&a.name, &Arg::field(&codec, &a.shape, &msg, &fd))
-                .map_err(|e| match e {
-                    RemoteError::Marshalling { what, detail } => {
-                        Status::invalid_argument(format!("{what}: {detail}"))
-                    }
-                    e => status::from_remote(&e),
-                })?;
-        }
-        let reply = stub
-            .call_raw(&method.name, args, route.oneway)
-            .await
-            .map_err(|e| status::from_remote(&e))?;
+        let target = stub.target();
+        let reply = if route.in_process && target.runtime == Some(self.served_id) {
+            self.call_in_process(target.object, route, &codec, &msg).await?
+        } else {
+            let mut args = stub
+                .args(method.args.len())
+                .await
+                .map_err(|e| status::from_remote(&e))?;
+            push_args(&mut args, route, &codec, &msg)?;
+            stub.call_raw(&method.name, args, route.oneway)
+                .await
+                .map_err(|e| status::from_remote(&e))?
+        };
         let decode = |shape: &Shape| -> Result<Option<prost_reflect::Value>, Status> {
             reply
                 .ctx
@@ -479,6 +512,30 @@ impl Bridge {
             }
         }
     }
+}
+
+/// Encodes the request's fields as the method's arguments.
+fn push_args(
+    args: &mut crate::marshal::ArgsEncoder,
+    route: &Route,
+    codec: &Codec<'_>,
+    msg: &DynamicMessage,
+) -> Result<(), Status> {
+    let method = &route.served.types.methods[route.method];
+    for (i, a) in method.args.iter().enumerate() {
+        let fd = route
+            .request
+            .get_field(i as u32 + 1)
+            .ok_or_else(|| Status::internal("a request field is missing"))?;
+        args.push(&a.name, &Arg::field(codec, &a.shape, msg, &fd))
+            .map_err(|e| match e {
+                RemoteError::Marshalling { what, detail } => {
+                    Status::invalid_argument(format!("{what}: {detail}"))
+                }
+                e => status::from_remote(&e),
+            })?;
+    }
+    Ok(())
 }
 
 /// `grpc-timeout`: digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
