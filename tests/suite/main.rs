@@ -13,6 +13,7 @@ mod calls;
 mod concurrency;
 mod deadlines;
 mod errors;
+mod grpc_python;
 mod hostile;
 mod lifetimes;
 mod path_choice;
