@@ -14,6 +14,7 @@ mod concurrency;
 mod deadlines;
 mod errors;
 mod grpc;
+mod grpc_python;
 mod hostile;
 mod lifetimes;
 mod path_choice;
