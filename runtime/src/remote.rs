@@ -599,6 +599,7 @@ impl<'de, T: ?Sized + Interface> Deserialize<'de> for Remote<T> {
         if crate::marshal::is_tracing()
             && let AnyInner::Remote(h) = any.inner
         {
+            crate::types::note_reference(T::schema(), T::__trace);
             return Ok(Remote::from_stub(h));
         }
         any.downcast().map_err(D::Error::custom)

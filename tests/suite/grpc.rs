@@ -280,6 +280,42 @@ async fn references_reach_grpc_clients_as_object_refs() {
         .into_inner()
         .result;
     assert_eq!(adopted, 15);
+    // An id of an object of another interface is refused, and does not change what that
+    // object is for anyone else.
+    let mut registry = RegistryClient::new(ch.clone());
+    let counter = registry
+        .lookup(pb::registry::LookupRequest {
+            name: "counter".into(),
+        })
+        .await
+        .expect("lookup")
+        .into_inner()
+        .result
+        .expect("an ObjectRef");
+    assert_eq!(counter.interface, "oxrmi.test.Counter");
+    let e = account
+        .owner(with_meta(
+            pb::account::OwnerRequest {},
+            "oxrmi-object",
+            &counter.id,
+        ))
+        .await
+        .expect_err("a counter is not an account");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    CounterClient::new(ch.clone())
+        .get(pb::counter::GetRequest {})
+        .await
+        .expect("the counter is still a counter to others");
+    let again = registry
+        .lookup(pb::registry::LookupRequest {
+            name: "counter".into(),
+        })
+        .await
+        .expect("lookup")
+        .into_inner()
+        .result
+        .expect("an ObjectRef");
+    assert_eq!(again.interface, "oxrmi.test.Counter");
     // An id that names nothing.
     let e = account
         .owner(with_meta(

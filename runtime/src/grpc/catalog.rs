@@ -76,7 +76,7 @@ pub(crate) struct Catalog {
 }
 
 /// The interfaces `rt` serves now.
-pub(crate) fn served_names(rt: &RuntimeInner) -> Vec<String> {
+pub(crate) fn served_names(rt: &Arc<RuntimeInner>) -> Vec<String> {
     crate::types::served(rt)
         .into_iter()
         .map(|(s, _)| s.name.to_string())
@@ -185,7 +185,8 @@ pub(crate) fn build(rt: &Arc<RuntimeInner>) -> Catalog {
     let reflection = |set: prost_types::FileDescriptorSet| {
         tonic_reflection::server::Builder::configure()
             .register_file_descriptor_set(set)
-            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .include_reflection_service(true)
     };
     // Both versions: grpcurl and most tools speak v1, Python's grpcio-reflection v1alpha.
     let v1 = reflection(set.clone()).build_v1();

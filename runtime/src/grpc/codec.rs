@@ -30,8 +30,8 @@ pub(crate) struct Codec<'a> {
     pub(crate) package: &'a str,
     pub(crate) handles: &'a Handles,
     pub(crate) bridge: &'a std::sync::Arc<RuntimeInner>,
-    /// The interface being called, for references named by a bare id.
-    pub(crate) interface: &'a str,
+    /// The served runtime, whose objects references may name by a bare id.
+    pub(crate) served: &'a RuntimeInner,
 }
 
 impl Codec<'_> {
@@ -216,7 +216,10 @@ fn ser_value<S: Serializer>(
             if id.is_empty() {
                 return Err(bad("an ObjectRef without an id"));
             }
-            let h = c.handles.get(c.bridge, &id, c.interface).map_err(bad)?;
+            let h = c
+                .handles
+                .get(c.bridge, c.served, &id)
+                .map_err(|s| bad(s.message()))?;
             h.serialize(s)
         }
         Shape::Option(_) => Err(bad("an optional value outside a field")),

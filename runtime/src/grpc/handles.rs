@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use crate::id::{ObjId, RuntimeId};
 use crate::remote::{AnyRemote, ObjRef};
 use crate::runtime::RuntimeInner;
+use tonic::Status;
+
+use super::status;
 
 /// The default time the bridge keeps a handle after its last use by a gRPC client.
 pub const DEFAULT_HANDLE_IDLE: Duration = Duration::from_secs(300);
@@ -58,36 +61,50 @@ impl Handles {
     }
 
     /// The handle with this id: one the bridge keeps, or else object `N` of the served runtime
-    /// (which the bridge then keeps). `interface` is the interface the caller expects.
+    /// `served` (which the bridge then keeps). A bad id is `INVALID_ARGUMENT`, an object that
+    /// does not exist (or is no longer held) `NOT_FOUND`.
     pub(crate) fn get(
         &self,
         bridge: &Arc<RuntimeInner>,
+        served: &RuntimeInner,
         id: &str,
-        interface: &str,
-    ) -> Result<AnyRemote, String> {
+    ) -> Result<AnyRemote, Status> {
         if let Some((h, used)) = self.map().get_mut(id) {
             *used = Instant::now();
             return Ok(h.clone());
         }
+        if id.contains('@') {
+            return Err(Status::not_found(format!(
+                "object `{id}` is no longer held by the bridge (unused for longer than {:?})",
+                self.idle
+            )));
+        }
         let n: u64 = id.parse().map_err(|_| {
-            format!(
-                "`{id}` is not an object id this bridge has handed out (ids are `N` or `N@RUNTIME`)"
-            )
+            Status::invalid_argument(format!(
+                "`{id}` is not an object id (ids are `N` or `N@RUNTIME`, from an ObjectRef)"
+            ))
         })?;
         if n < ObjId::FIRST_DYNAMIC {
-            return Err(format!(
-                "object {n} is one of the runtime's own (use its service instead)"
-            ));
+            return Err(Status::invalid_argument(format!(
+                "object {n} is one of the runtime's own: call its service without `oxrmi-object`"
+            )));
         }
+        // The object's own interface, never the one the caller assumed: a handle is shared by
+        // every later user of the same object.
+        let interface = served
+            .objects
+            .get(ObjId(n))
+            .map(|slot| slot.schema().name.to_string())
+            .ok_or_else(|| Status::not_found(format!("no such object: {n}")))?;
         let target = ObjRef {
             runtime: Some(self.served),
             object: ObjId(n),
-            interface: interface.to_string(),
+            interface,
             endpoints: Vec::new(),
             lease: 0,
             transit: 0,
         };
-        let h = AnyRemote::import(bridge.clone(), target).map_err(|e| e.to_string())?;
+        let h = AnyRemote::import(bridge.clone(), target).map_err(|e| status::from_remote(&e))?;
         self.map()
             .insert(id.to_string(), (h.clone(), Instant::now()));
         Ok(h)

@@ -71,6 +71,9 @@ use handles::Handles;
 /// How often the bridge looks for interfaces that appeared or went, and updates health.
 pub const REFRESH: Duration = Duration::from_millis(500);
 
+/// How much sooner than `grpc-timeout` the bridge ends a call (at most a tenth of it).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
 /// The in-memory link's buffer, each way.
 const LINK_BUFFER: usize = 256 * 1024;
 
@@ -249,9 +252,7 @@ impl Bridge {
             }
         };
         let h = if let Some(id) = text("oxrmi-object")? {
-            self.handles
-                .get(&self.client.inner, &id, interface)
-                .map_err(Status::invalid_argument)?
+            self.handles.get(&self.client.inner, &self.served, &id)?
         } else if let Some(name) = text("oxrmi-name")? {
             self.lookup(&name).await?
         } else {
@@ -385,8 +386,7 @@ impl Bridge {
             rt: self.served.clone(),
             conn: None,
         };
-        let mut args =
-            crate::marshal::ArgsEncoder::new(ctx, method.args.len(), deadline, millis);
+        let mut args = crate::marshal::ArgsEncoder::new(ctx, method.args.len(), deadline, millis);
         push_args(&mut args, route, codec, msg)?;
         let caller = crate::Caller {
             runtime: self.client.inner.id,
@@ -423,11 +423,12 @@ impl Bridge {
             package: &served.file.package,
             handles: &self.handles,
             bridge: &self.client.inner,
-            interface: &served.schema.name,
+            served: &self.served,
         };
         let target = stub.target();
         let reply = if route.in_process && target.runtime == Some(self.served_id) {
-            self.call_in_process(target.object, route, &codec, &msg).await?
+            self.call_in_process(target.object, route, &codec, &msg)
+                .await?
         } else {
             let mut args = stub
                 .args(method.args.len())
@@ -587,6 +588,10 @@ impl Service<http::Request<Body>> for Router {
 
 async fn route(bridge: Arc<Bridge>, req: http::Request<Body>) -> http::Response<Body> {
     let path = req.uri().path().to_string();
+    if path.starts_with("/grpc.reflection.") || path.starts_with("/grpc.health.") {
+        // Services bound a moment ago are listed and reported at once.
+        bridge.refresh_catalog().await;
+    }
     if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
         let cat = bridge.catalog();
         return (cat.reflection_v1)(req).await;
@@ -629,7 +634,12 @@ impl tonic::server::UnaryService<Bytes> for Unary {
             let timeout = grpc_timeout(req.metadata())?;
             let work = bridge.call(&route, req);
             let r = match timeout {
-                Some(t) => crate::with_timeout(t, work).await,
+                // tonic's server enforces `grpc-timeout` too, from a moment earlier, and reports
+                // it as CANCELLED: ending the call a little before keeps the answer
+                // DEADLINE_EXCEEDED.
+                Some(t) => {
+                    crate::with_timeout(t.saturating_sub(DEADLINE_MARGIN.min(t / 10)), work).await
+                }
                 None => work.await,
             };
             if let Err(s) = &r {

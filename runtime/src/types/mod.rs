@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::marshal::MarshalCtx;
+use crate::object::InterfaceEntry;
 use crate::runtime::RuntimeInner;
 use crate::schema::InterfaceSchema;
 
@@ -163,6 +164,10 @@ pub struct InterfaceTypes {
     pub methods: Vec<MethodTypes>,
     /// The structs and enums the shapes name.
     pub containers: BTreeMap<String, Container>,
+    /// The interfaces of the typed references (`Remote<dyn X>`) its methods take or return:
+    /// objects of these may reach a client through it.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 impl InterfaceTypes {
@@ -170,6 +175,35 @@ impl InterfaceTypes {
     pub fn method(&self, name: &str) -> Option<&MethodTypes> {
         self.methods.iter().find(|m| m.name == name)
     }
+}
+
+thread_local! {
+    /// The interfaces of typed references met while tracing, when tracing collects them.
+    static REFERENCED: std::cell::RefCell<Option<Vec<InterfaceEntry>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Interfaces seen as typed references while tracing, by name: how an interface nobody has
+/// exported yet (a factory's product) is found.
+static KNOWN: OnceLock<Mutex<BTreeMap<&'static str, InterfaceEntry>>> = OnceLock::new();
+
+/// Called by a typed `Remote<T>` decoded while tracing: `T`'s objects may travel through the
+/// interface being traced.
+pub(crate) fn note_reference(schema: &'static InterfaceSchema, trace: fn(&mut TypeTracer)) {
+    REFERENCED.with(|r| {
+        if let Some(v) = r.borrow_mut().as_mut() {
+            v.push((schema, trace));
+        }
+    });
+}
+
+fn known(name: &str) -> Option<InterfaceEntry> {
+    KNOWN
+        .get()?
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(name)
+        .copied()
 }
 
 /// The traced types of interfaces, per interface name: tracing is deterministic, so it runs once
@@ -199,9 +233,27 @@ pub(crate) fn of(
         rt: rt.clone(),
         conn: None,
     };
-    let traced = Arc::new(crate::marshal::tracing(&ctx, || {
-        trace::trace_interface(schema, trace)
-    }));
+    let previous = REFERENCED.with(|r| r.borrow_mut().replace(Vec::new()));
+    let mut traced = crate::marshal::tracing(&ctx, || trace::trace_interface(schema, trace));
+    let referenced = REFERENCED.with(|r| std::mem::replace(&mut *r.borrow_mut(), previous));
+    let mut names: Vec<String> = Vec::new();
+    {
+        let mut k = KNOWN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (s, t) in referenced.unwrap_or_default() {
+            k.insert(&s.name, (s, t));
+            if s.name != schema.name && !names.iter().any(|n| *n == s.name) {
+                names.push(s.name.to_string());
+            }
+        }
+    }
+    if let Ok(t) = &mut traced {
+        names.sort();
+        t.references = names;
+    }
+    let traced = Arc::new(traced);
     if let Err(e) = &*traced {
         tracing::warn!(interface = %schema.name, error = %e, "cannot describe the interface's types");
     }
@@ -217,12 +269,28 @@ const INTERNAL: [&str; 2] = ["oxrmi.Leases", "oxrmi.Bootstrap"];
 
 /// The interfaces `rt` serves: those of its exported objects and of the local objects bound in
 /// its registry, sorted by name, the runtime's own machinery (leases, bootstrap) left out.
-pub(crate) fn served(rt: &RuntimeInner) -> Vec<crate::object::InterfaceEntry> {
+pub(crate) fn served(rt: &Arc<RuntimeInner>) -> Vec<InterfaceEntry> {
     let mut v = rt.objects.interfaces();
     if let Some(reg) = &rt.registry {
         v.extend(reg.local_interfaces());
     }
     v.retain(|(s, _)| !INTERNAL.contains(&&*s.name));
+    // And the interfaces whose objects those hand out or take (a factory's products), before
+    // any such object exists: a client can have their stubs first.
+    let mut i = 0;
+    while i < v.len() {
+        let (schema, trace) = v[i];
+        if let Ok(t) = &*of(rt, schema, trace) {
+            for name in &t.references {
+                if !v.iter().any(|(s, _)| s.name == *name)
+                    && let Some(entry) = known(name)
+                {
+                    v.push(entry);
+                }
+            }
+        }
+        i += 1;
+    }
     v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     v.dedup_by(|a, b| a.0.name == b.0.name);
     v

@@ -736,6 +736,7 @@ fn finish(
         schema: schema.clone(),
         methods,
         containers,
+        references: Vec::new(),
     })
 }
 
