@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
-[ $# -gt 0 ] || set -- frames message connection shm_ring
+[ $# -gt 0 ] || set -- frames message connection shm_ring grpc_request
 for t in "$@"; do
     mkdir -p "runs/$t"
     echo "== $t for ${secs}s"

@@ -174,6 +174,7 @@ impl Runtime {
             peer: format!("pipe child pid {pid}"),
             local_host: None,
             peer_is_local_host: true,
+            peer_uid: None,
         };
         let conn = handshake(rt, link).await?;
         let peer = conn.peer();
@@ -271,6 +272,7 @@ pub(crate) async fn connect_parent(
         ),
         local_host: None,
         peer_is_local_host: true,
+        peer_uid: None,
     };
     let conn = handshake(rt, link).await?;
     let parent = conn.peer();

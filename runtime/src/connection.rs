@@ -57,6 +57,8 @@ pub(crate) struct ConnInner {
     /// The peer's transport address.
     pub(crate) peer_addr: String,
     pub(crate) peer_is_local_host: bool,
+    /// The peer's user, where the transport tells it.
+    pub(crate) peer_uid: Option<u32>,
     /// The host the peer reached us at, when known.
     pub(crate) local_host: Option<String>,
     /// The lease the peer grants on its objects: we renew at a quarter of it.
@@ -391,6 +393,7 @@ pub(crate) async fn establish(
         peer,
         local_host,
         peer_is_local_host,
+        peer_uid,
     } = link;
     let max = rt.config.max_frame;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -452,6 +455,7 @@ pub(crate) async fn establish(
             scheme,
             peer_addr: peer,
             peer_is_local_host,
+            peer_uid,
             local_host,
             peer_lease: Duration::from_millis(theirs.lease_ms),
             outbox: Outbox::new(writer, rt.config.send_buffer),

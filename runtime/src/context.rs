@@ -14,6 +14,7 @@ pub struct Caller {
     pub(crate) runtime: RuntimeId,
     pub(crate) address: String,
     pub(crate) local_host: bool,
+    pub(crate) uid: Option<u32>,
 }
 
 impl Caller {
@@ -36,6 +37,13 @@ impl Caller {
     /// Whether the caller runs on this host (loopback, or the address this host was reached at).
     pub fn is_local_host(&self) -> bool {
         self.local_host
+    }
+
+    /// The caller's user id, where the transport vouches for it: the kernel's credentials of a
+    /// peer over a Unix socket or shared memory, the owner of a FIFO peer's pipes. `None` over
+    /// TCP and for the gRPC bridge.
+    pub fn uid(&self) -> Option<u32> {
+        self.uid
     }
 }
 

@@ -40,6 +40,16 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     };
     let schema = obj.schema();
     span.record("interface", &*schema.name);
+    let caller = Caller {
+        runtime: conn.peer(),
+        address: conn.info().peer_addr.clone(),
+        local_host: conn.info().peer_is_local_host,
+        uid: conn.info().peer_uid,
+    };
+    if let Err(e) = authorize(rt, &caller, &schema.name, &header.method) {
+        finish_early(rt, conn, &span, oneway, call, e);
+        return;
+    }
     let ctx = CallCtx {
         marshal: MarshalCtx {
             rt: rt.clone(),
@@ -66,11 +76,6 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     };
     let timeout = Duration::from_micros(header.timeout_us);
     let deadline = Instant::now() + timeout;
-    let caller = Caller {
-        runtime: conn.peer(),
-        address: conn.info().peer_addr.clone(),
-        local_host: conn.info().peer_is_local_host,
-    };
     let conn2 = conn.clone();
     let task_span = span.clone();
     let task = async move {
@@ -103,6 +108,24 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     } else {
         conn.spawn_tracked(call, task);
     }
+}
+
+/// The runtime's authorization checks for one call (none installed: nothing runs).
+fn authorize(
+    rt: &RuntimeInner,
+    caller: &Caller,
+    interface: &str,
+    method: &str,
+) -> Result<(), RemoteError> {
+    let checks = &rt.config.authorizer;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    checks.check(&crate::authorize::CallInfo {
+        caller,
+        interface,
+        method,
+    })
 }
 
 fn finish_early(
@@ -181,6 +204,7 @@ pub(crate) async fn in_process(
         object: object.to_string(),
     };
     let obj = rt.objects.get(object).ok_or_else(no_object)?;
+    authorize(rt, &caller, &obj.schema().name, method)?;
     let ctx = CallCtx {
         marshal: MarshalCtx {
             rt: rt.clone(),

@@ -14,6 +14,8 @@
 //!   as its peer's; afterwards the runtime must still serve a well-behaved peer.
 //! - [`shm_ring`]: the shared-memory rings driven by a script of reads, writes and a hostile
 //!   peer's stores into the segment.
+//! - `grpc_request` (feature `grpc`): a request body through the gRPC bridge's decoding and
+//!   translation to a call, the call, and its reply translated back.
 //!
 //! Two byte patterns in the inputs of [`message`] and [`connection`] are special, so that seeds
 //! (and the fuzzer) can name runtimes whose ids are only known at run time:
@@ -322,6 +324,7 @@ fn link(end: tokio::io::DuplexStream) -> Link {
         peer: "fuzz".into(),
         local_host: None,
         peer_is_local_host: true,
+        peer_uid: None,
     }
 }
 
@@ -392,6 +395,7 @@ impl Live {
             peer: "fuzz".into(),
             local_host: None,
             peer_is_local_host: true,
+            peer_uid: None,
         };
         let conn = connection::establish(&rt.inner, link)
             .await
@@ -612,6 +616,202 @@ pub fn shm_ring(data: &[u8]) {
 
 fn shm_ring_here(data: &[u8]) {
     crate::transport::shm::fuzz_ring(data);
+}
+
+// ------------------------------------------------------------------------------------------
+// grpc_request
+
+/// A runtime exporting the fuzz target and a bridge serving it, made on first use.
+#[cfg(feature = "grpc")]
+static GRPC: Mutex<Option<(Runtime, crate::grpc::fuzzing::Detached, Vec<String>)>> =
+    Mutex::new(None);
+
+/// The gRPC bridge's protobuf-to-call path: a request body decoded by the method's descriptor,
+/// translated into the method's MessagePack arguments by the traced shapes (references named by
+/// `ObjectRef` ids included), the call made, its reply translated back. Must give a status,
+/// never a panic.
+///
+/// Input: one byte choosing the method (its index among the served paths, sorted, modulo their
+/// number), then the protobuf body.
+#[cfg(feature = "grpc")]
+pub fn grpc_request(data: &[u8]) {
+    let data = data.to_vec();
+    on_fuzz_thread(move || grpc_request_here(&data));
+}
+
+#[cfg(feature = "grpc")]
+fn grpc_request_here(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let mut live = GRPC.lock().unwrap_or_else(PoisonError::into_inner);
+    let (_, bridge, paths) = live.get_or_insert_with(|| {
+        block_on(async {
+            let rt = Runtime::builder()
+                .registry()
+                .start()
+                .await
+                .expect("a runtime for the bridge");
+            rt.bind("target", Remote::<dyn FuzzTarget>::new(Target))
+                .await
+                .expect("bind the target");
+            let bridge = crate::grpc::fuzzing::Detached::new(&rt.inner)
+                .await
+                .expect("a bridge");
+            let paths = bridge.paths();
+            (rt, bridge, paths)
+        })
+    });
+    let path = paths[pick as usize % paths.len()].clone();
+    let body = bytes::Bytes::copy_from_slice(body);
+    block_on(async {
+        let _ = bridge.call(&path, body).await;
+        settle().await;
+    });
+}
+
+/// Seeds of [`grpc_request`]: a well-formed request of each kind (plain arguments, nested values,
+/// references by id, a one-way call, the registry and introspection), as (file name, input).
+#[cfg(feature = "grpc")]
+pub fn grpc_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use prost_reflect::{DynamicMessage, MessageDescriptor, Value};
+    fn msg(d: &MessageDescriptor, fields: Vec<(&str, Value)>) -> DynamicMessage {
+        let mut m = DynamicMessage::new(d.clone());
+        for (name, v) in fields {
+            m.try_set_field_by_name(name, v).expect("a seed field");
+        }
+        m
+    }
+    fn child(parent: &MessageDescriptor, field: &str) -> MessageDescriptor {
+        match parent
+            .get_field_by_name(field)
+            .expect("a seed field")
+            .kind()
+        {
+            prost_reflect::Kind::Message(d) => d,
+            _ => panic!("{field} is not a message"),
+        }
+    }
+    on_fuzz_thread(|| {
+        grpc_request_here(&[0]);
+        let live = GRPC.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, bridge, paths) = live.as_ref().expect("the bridge");
+        let input = |path: &str, m: DynamicMessage| {
+            let i = paths.iter().position(|p| p == path).expect("a served path");
+            let mut v = vec![i as u8];
+            v.extend(prost::Message::encode_to_vec(&m));
+            v
+        };
+        let req = |path: &str| bridge.request(path).expect("a served path");
+        let t = "/oxrmi.fuzz.target.Target/";
+        let echo = req(&format!("{t}Echo"));
+        let nested = req(&format!("{t}Nested"));
+        let n = child(&nested, "value");
+        let choice = child(&n, "choice");
+        let pair = child(&choice, "pair");
+        let refs = req(&format!("{t}Refs"));
+        let object = child(&refs, "one");
+        let target = |id: &str| {
+            Value::Message(msg(
+                &object,
+                vec![
+                    ("id", Value::String(id.into())),
+                    ("interface", Value::String("oxrmi.fuzz.Target".into())),
+                ],
+            ))
+        };
+        let optional = child(&refs, "many");
+        let poke = req(&format!("{t}Poke"));
+        let lookup = req("/oxrmi.registry.Registry/Lookup");
+        let describe = req("/oxrmi.introspect.Introspect/Describe");
+        let value = msg(
+            &n,
+            vec![
+                ("name", Value::String("outer".into())),
+                ("bytes", Value::Bytes(vec![0, 1, 2].into())),
+                (
+                    "choice",
+                    Value::Message(msg(
+                        &choice,
+                        vec![(
+                            "pair",
+                            Value::Message(msg(
+                                &pair,
+                                vec![("item0", Value::U32(7)), ("item1", Value::I64(-7))],
+                            )),
+                        )],
+                    )),
+                ),
+                (
+                    "child",
+                    Value::Message(msg(&n, vec![("name", Value::String("inner".into()))])),
+                ),
+            ],
+        );
+        vec![
+            (
+                "echo",
+                input(
+                    &format!("{t}Echo"),
+                    msg(
+                        &echo,
+                        vec![("n", Value::I64(5)), ("text", Value::String("hi".into()))],
+                    ),
+                ),
+            ),
+            (
+                "nested",
+                input(
+                    &format!("{t}Nested"),
+                    msg(&nested, vec![("value", Value::Message(value))]),
+                ),
+            ),
+            (
+                "refs",
+                input(
+                    &format!("{t}Refs"),
+                    msg(
+                        &refs,
+                        vec![
+                            ("one", target(&TARGET_OBJECT.to_string())),
+                            ("any", target(&TARGET_OBJECT.to_string())),
+                            (
+                                "many",
+                                Value::List(vec![
+                                    Value::Message(msg(&optional, vec![("value", target("16"))])),
+                                    Value::Message(msg(&optional, vec![])),
+                                ]),
+                            ),
+                        ],
+                    ),
+                ),
+            ),
+            (
+                "poke",
+                input(
+                    &format!("{t}Poke"),
+                    msg(&poke, vec![("bytes", Value::Bytes(b"xyz".to_vec().into()))]),
+                ),
+            ),
+            (
+                "lookup",
+                input(
+                    "/oxrmi.registry.Registry/Lookup",
+                    msg(&lookup, vec![("name", Value::String("target".into()))]),
+                ),
+            ),
+            (
+                "describe",
+                input(
+                    "/oxrmi.introspect.Introspect/Describe",
+                    msg(
+                        &describe,
+                        vec![("interface", Value::String("oxrmi.fuzz.Target".into()))],
+                    ),
+                ),
+            ),
+        ]
+    })
 }
 
 #[cfg(test)]
@@ -853,6 +1053,45 @@ mod tests {
                 "connection" => connection(&bytes),
                 _ => shm_ring(&bytes),
             }
+        }
+    }
+
+    /// The committed seeds of `grpc_request` are these (`OXRMI_WRITE_SEEDS=1` rewrites them);
+    /// each runs clean, and so do truncations and bit flips of them.
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn grpc_seeds_are_current_and_run_clean() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/grpc_request");
+        let write = std::env::var_os("OXRMI_WRITE_SEEDS").is_some();
+        for (name, bytes) in grpc_seeds() {
+            let path = root.join(name);
+            if write {
+                std::fs::create_dir_all(&root).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            } else {
+                let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (OXRMI_WRITE_SEEDS=1 writes it)", path.display())
+                });
+                assert_eq!(
+                    committed,
+                    bytes,
+                    "{} is stale (OXRMI_WRITE_SEEDS=1)",
+                    path.display()
+                );
+            }
+            grpc_request(&bytes);
+            for cut in 1..bytes.len() {
+                grpc_request(&bytes[..cut]);
+            }
+            for i in 1..bytes.len() {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 0x5a;
+                grpc_request(&flipped);
+            }
+        }
+        for data in [&[][..], &[0], &[1, 0xff], &[3; 40]] {
+            grpc_request(data);
         }
     }
 

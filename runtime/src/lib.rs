@@ -53,6 +53,7 @@
 extern crate self as oxrmi;
 
 mod auth;
+pub mod authorize;
 pub mod blocking;
 mod buffers;
 mod child;

@@ -166,6 +166,7 @@ mod tests {
             runtime: RuntimeId::random(),
             address: "192.0.2.7:40000".into(),
             local_host,
+            uid: None,
         }
     }
 

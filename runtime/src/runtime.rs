@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) secret: Option<crate::auth::Secret>,
     /// How long the gRPC bridge keeps a reference it handed out after its last use.
     pub(crate) grpc_handle_idle: Duration,
+    /// Checks run before each remote call served.
+    pub(crate) authorizer: crate::authorize::Authorizer,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             pinned_transport: None,
             secret: None,
             grpc_handle_idle: Duration::from_secs(300),
+            authorizer: Default::default(),
         }
     }
 }
@@ -122,6 +125,45 @@ impl RuntimeBuilder {
     /// ends then.
     pub fn grpc_handle_idle(mut self, idle: Duration) -> Self {
         self.config.grpc_handle_idle = idle;
+        self
+    }
+
+    /// Runs `check` before every remote call this runtime serves, with the caller, the
+    /// interface and the method; `Err(reason)` refuses the call with
+    /// [`AccessDenied`](RemoteError::AccessDenied) before its arguments are decoded (and logs it).
+    /// Repeatable: every check must pass. Calls through a local handle are not checked.
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), oxrmi::RemoteError> {
+    /// let rt = oxrmi::Runtime::builder()
+    ///     .authorize(|call| match call.caller.uid() {
+    ///         Some(0) => Err("not from root".into()),
+    ///         _ => Ok(()),
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # rt.shutdown();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn authorize(
+        mut self,
+        check: impl Fn(&crate::authorize::CallInfo<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.authorizer.add(std::sync::Arc::new(check));
+        self
+    }
+
+    /// As [`authorize`](Self::authorize), for calls to objects of interface `T` only. A check on
+    /// the registry's interface ([`Registry`](crate::registry::Registry)) replaces its rule that
+    /// `bind`, `rebind` and `unbind` come from this host: the check decides alone.
+    pub fn authorize_interface<T: ?Sized + Interface>(
+        mut self,
+        check: impl Fn(&crate::authorize::CallInfo<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config
+            .authorizer
+            .add_for(T::NAME, std::sync::Arc::new(check));
         self
     }
 
@@ -325,7 +367,12 @@ impl RuntimeBuilder {
         }
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint()).collect();
         let (stop, _) = watch::channel(false);
-        let remote_writes = self.config.registry_remote_writes;
+        // A check installed on the registry's interface decides on writes instead of the host.
+        let remote_writes = self.config.registry_remote_writes
+            || self
+                .config
+                .authorizer
+                .governs(<dyn Registry as Interface>::NAME);
         let lease = self.config.lease;
         let inner = Arc::new(RuntimeInner {
             id: RuntimeId::random(),
@@ -376,6 +423,14 @@ impl RuntimeBuilder {
         }
         #[cfg(feature = "grpc")]
         for g in &grpc {
+            if inner.config.secret.is_some() && !grpc_is_loopback(g) {
+                return Err(RemoteError::Setup {
+                    reason: format!(
+                        "{g}: gRPC clients cannot prove the shared secret, so with one set the \
+                         bridge listens on a loopback address only (see SECURITY.md)"
+                    ),
+                });
+            }
             let addr = crate::grpc::start(&inner, g.trim_start_matches("grpc://")).await?;
             let _ = inner.grpc_address.set(addr);
         }
@@ -979,4 +1034,18 @@ pub(crate) async fn client_for_bridge(served: &Arc<RuntimeInner>) -> Result<Runt
         ..Runtime::builder()
     };
     Box::pin(builder.start_on(served.handle.clone())).await
+}
+
+/// Whether a `grpc://host:port` endpoint is on a loopback address (or `localhost`).
+#[cfg(feature = "grpc")]
+fn grpc_is_loopback(endpoint: &str) -> bool {
+    let hostport = endpoint.trim_start_matches("grpc://");
+    let host = match hostport.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => hostport,
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -1,5 +1,6 @@
 //! The shared-secret handshake between processes: the right secret gets in, a wrong or missing
 //! one is refused with `AccessDenied` before any call is decoded, and the secret never travels.
+//! Authorization checks: a server's checks refuse calls by caller, interface and method.
 
 use std::time::Duration;
 
@@ -130,4 +131,75 @@ async fn a_short_or_unreadable_secret_is_a_setup_error() {
         .await
         .unwrap_err();
     assert!(matches!(e, RemoteError::Setup { .. }), "{e:?}");
+}
+
+/// A server whose checks allow `add` and registry writes only from a caller of its own user
+/// (which only a local transport can vouch for) and `panic` to no one.
+#[tokio::test]
+async fn authorization_checks_decide_by_caller_interface_and_method() {
+    let path = fresh_path("authorized.sock");
+    let server = Peer::start(&["serve-authorized", &path]).await;
+    let eps: Vec<&str> = server.first_line.split_whitespace().collect();
+    let (tcp, unix) = (eps[0], eps[1]);
+    let counter_at = |ep: &str| {
+        let ep: oxrmi::Endpoint = ep.parse().unwrap();
+        oxrmi::ObjectUrl::of(&ep, "counter").to_string()
+    };
+
+    // Over TCP the caller's user is unknown: `add` and registry writes are refused, other
+    // methods run. (Pinned: the cheapest path would move a local client to the Unix socket.)
+    let over_tcp = Runtime::builder()
+        .pin_transport("tcp")
+        .start()
+        .await
+        .unwrap();
+    let counter: Remote<dyn Counter> = over_tcp.lookup_url(&counter_at(tcp)).await.unwrap();
+    let e = counter.add(1).await.expect_err("add over TCP");
+    assert!(
+        matches!(&e, RemoteError::AccessDenied { reason } if reason.contains("add needs a caller of user")),
+        "{e:?}"
+    );
+    assert_eq!(
+        counter.get().await.unwrap(),
+        0,
+        "the refused add did not run"
+    );
+    let registry = over_tcp.registry_at(&tcp.parse().unwrap());
+    let e = registry
+        .bind("mine".into(), counter.clone().into_any())
+        .await
+        .expect_err("a registry write over TCP, from this very host");
+    assert!(
+        matches!(&e, RemoteError::AccessDenied { reason } if reason.contains("registry write")),
+        "the check replaced the host rule: {e:?}"
+    );
+    let e = counter
+        .panic("x".into())
+        .await
+        .expect_err("panic is refused");
+    assert!(
+        matches!(&e, RemoteError::AccessDenied { reason } if reason == "no panics here"),
+        "{e:?}"
+    );
+
+    // Over the Unix socket the kernel vouches for our user: allowed.
+    let over_unix = Runtime::builder()
+        .pin_transport("unix")
+        .start()
+        .await
+        .unwrap();
+    let counter: Remote<dyn Counter> = over_unix.lookup_url(&counter_at(unix)).await.unwrap();
+    assert_eq!(counter.add(2).await.unwrap(), 2);
+    over_unix
+        .registry_at(&unix.parse().unwrap())
+        .bind("mine".into(), counter.clone().into_any())
+        .await
+        .expect("a registry write from our own user");
+    let e = counter
+        .panic("x".into())
+        .await
+        .expect_err("panic is refused for all");
+    assert!(matches!(e, RemoteError::AccessDenied { .. }), "{e:?}");
+    over_tcp.shutdown();
+    over_unix.shutdown();
 }

@@ -101,23 +101,7 @@ pub(crate) async fn start(rt: &Arc<RuntimeInner>, addr: &str) -> Result<SocketAd
     let local = listener
         .local_addr()
         .map_err(|e| setup(format!("grpc://{addr}: {e}")))?;
-
-    let client = crate::runtime::client_for_bridge(rt).await?;
-    connect_in_memory(rt, &client.inner).await?;
-
-    let (health, health_server) = tonic_health::server::health_reporter();
-    let bridge = Arc::new(Bridge {
-        served: rt.clone(),
-        served_id: rt.id,
-        handles: Handles::new(rt.id, rt.config.grpc_handle_idle),
-        client,
-        catalog: RwLock::new(Arc::new(catalog::build(rt))),
-        health,
-        health_service: catalog::boxed(health_server),
-        names: Mutex::new(HashMap::new()),
-    });
-    bridge.update_health(None).await;
-
+    let bridge = build(rt).await?;
     let mut stop = rt.stop_signal();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = Router {
@@ -140,6 +124,64 @@ pub(crate) async fn start(rt: &Arc<RuntimeInner>, addr: &str) -> Result<SocketAd
     Ok(local)
 }
 
+/// The bridge of `rt`, connected and with its catalog, serving nothing yet.
+async fn build(rt: &Arc<RuntimeInner>) -> Result<Arc<Bridge>, RemoteError> {
+    let client = crate::runtime::client_for_bridge(rt).await?;
+    connect_in_memory(rt, &client.inner).await?;
+    let (health, health_server) = tonic_health::server::health_reporter();
+    let bridge = Arc::new(Bridge {
+        served: rt.clone(),
+        served_id: rt.id,
+        handles: Handles::new(rt.id, rt.config.grpc_handle_idle),
+        client,
+        catalog: RwLock::new(Arc::new(catalog::build(rt))),
+        health,
+        health_service: catalog::boxed(health_server),
+        names: Mutex::new(HashMap::new()),
+    });
+    bridge.update_health(None).await;
+    Ok(bridge)
+}
+
+/// A bridge for the fuzz target: [`build`] without a listener, and one call through it.
+pub(crate) mod fuzzing {
+    use super::*;
+
+    /// A bridge serving `rt`, listening nowhere.
+    pub(crate) struct Detached(Arc<Bridge>);
+
+    impl Detached {
+        pub(crate) async fn new(rt: &Arc<RuntimeInner>) -> Result<Self, RemoteError> {
+            Ok(Detached(build(rt).await?))
+        }
+
+        /// The paths of the methods served, sorted.
+        pub(crate) fn paths(&self) -> Vec<String> {
+            let mut p: Vec<String> = self.0.catalog().routes.keys().cloned().collect();
+            p.sort();
+            p
+        }
+
+        /// The request message of `path`.
+        pub(crate) fn request(&self, path: &str) -> Option<prost_reflect::MessageDescriptor> {
+            Some(self.0.catalog().routes.get(path)?.request.clone())
+        }
+
+        /// One unary call of `path` with the protobuf `body`, as a client's request arrives
+        /// after HTTP/2 framing.
+        pub(crate) async fn call(&self, path: &str, body: Bytes) -> Result<Bytes, Status> {
+            let route = self
+                .0
+                .catalog()
+                .routes
+                .get(path)
+                .cloned()
+                .ok_or_else(|| Status::unimplemented(path.to_string()))?;
+            self.0.call(&route, tonic::Request::new(body)).await
+        }
+    }
+}
+
 /// Connects the bridge's runtime to the served one over an in-process link.
 async fn connect_in_memory(
     served: &Arc<RuntimeInner>,
@@ -156,6 +198,7 @@ async fn connect_in_memory(
             local_host: None,
             // The bridge speaks for gRPC clients anywhere: not "this host" to the registry.
             peer_is_local_host: false,
+            peer_uid: None,
         }
     };
     let (s, c) = tokio::join!(
@@ -392,6 +435,7 @@ impl Bridge {
             runtime: self.client.inner.id,
             address: "gRPC bridge".into(),
             local_host: false,
+            uid: None,
         };
         crate::dispatch::in_process(
             &self.served,
@@ -695,6 +739,26 @@ impl Decoder for BytesCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn with_a_shared_secret_the_bridge_listens_on_loopback_only() {
+        let secret = b"0123456789abcdef0123".to_vec();
+        let e = Runtime::builder()
+            .shared_secret(secret.clone())
+            .listen("grpc://0.0.0.0:0")
+            .start()
+            .await
+            .expect_err("an open gRPC port would bypass the secret");
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let rt = Runtime::builder()
+            .shared_secret(secret)
+            .listen("grpc://127.0.0.1:0")
+            .start()
+            .await
+            .expect("loopback is allowed");
+        assert!(rt.grpc_address().is_some());
+        rt.shutdown();
+    }
 
     #[test]
     fn grpc_timeout_units() {

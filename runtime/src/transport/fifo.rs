@@ -194,6 +194,7 @@ impl FifoTransport {
             },
             local_host: None,
             peer_is_local_host: true,
+            peer_uid: owner,
         })
     }
 }
@@ -344,6 +345,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
         peer: format!("fifo {}", path.display()),
         local_host: None,
         peer_is_local_host: true,
+        peer_uid: None,
     })
 }
 

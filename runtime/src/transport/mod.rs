@@ -34,6 +34,9 @@ pub(crate) struct Link {
     pub(crate) local_host: Option<String>,
     /// Whether the peer runs on this host.
     pub(crate) peer_is_local_host: bool,
+    /// The peer's user, where the transport tells it (the kernel's credentials of a Unix or
+    /// shared-memory peer, the owner of a FIFO peer's pipes).
+    pub(crate) peer_uid: Option<u32>,
 }
 
 /// Accepts incoming links on one endpoint.

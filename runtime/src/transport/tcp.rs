@@ -54,6 +54,7 @@ fn link(stream: TcpStream) -> io::Result<Link> {
         peer: peer.to_string(),
         local_host: Some(local.ip().to_string()),
         peer_is_local_host: same_host(peer.ip(), local.ip()),
+        peer_uid: None,
     })
 }
 

@@ -114,7 +114,7 @@ impl Listener for UnixTransport {
                     tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), path = %self.path.display(), "refused a peer of another user");
                     continue;
                 }
-                return Ok(link(stream, cred.pid()));
+                return Ok(link(stream, cred.pid(), Some(cred.uid())));
             }
         })
     }
@@ -132,11 +132,15 @@ impl Drop for UnixTransport {
 
 pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     let stream = UnixStream::connect(path).await?;
-    let pid = stream.peer_cred().ok().and_then(|c| c.pid());
-    Ok(link(stream, pid))
+    let cred = stream.peer_cred().ok();
+    Ok(link(
+        stream,
+        cred.and_then(|c| c.pid()),
+        cred.map(|c| c.uid()),
+    ))
 }
 
-fn link(stream: UnixStream, pid: Option<i32>) -> Link {
+fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> Link {
     let (r, w) = stream.into_split();
     Link {
         scheme: "unix",
@@ -148,6 +152,7 @@ fn link(stream: UnixStream, pid: Option<i32>) -> Link {
         },
         local_host: None,
         peer_is_local_host: true,
+        peer_uid: uid,
     }
 }
 

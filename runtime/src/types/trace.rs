@@ -21,6 +21,9 @@ use crate::schema::InterfaceSchema;
 
 /// How many passes tracing one interface may take (each reaches at least one more variant).
 const MAX_PASSES: usize = 512;
+/// How many passes without progress tracing makes before it gives up on unknown parts (enough
+/// for every variant of an enum to be taken in turn at every place it appears).
+const STALL_PASSES: usize = 64;
 /// How deeply containers may nest on one path before tracing gives up.
 const MAX_DEPTH: usize = 64;
 /// Homogeneous tuples longer than this (`[u8; 32]`) are described as arrays.
@@ -54,9 +57,11 @@ enum Rec {
     Enum {
         names: &'static [&'static str],
         variants: Vec<Option<VRec>>,
-        /// The variant the next encounter takes once all were reached: every variant keeps
-        /// being taken in turn, so enums nested in a later variant are reached too.
+        /// Encounters in the current pass (`pass` tells which): once all variants were reached,
+        /// the `k`-th encounter of pass `p` takes variant `(k + p) mod n`, so over `n` passes
+        /// every place the enum appears sees every variant (and what nests inside it).
         cursor: usize,
+        pass: usize,
     },
 }
 
@@ -137,6 +142,8 @@ struct State {
     taken: Vec<(&'static str, u32)>,
     /// Whether this pass reached something new.
     progress: bool,
+    /// The pass under way.
+    pass: usize,
 }
 
 impl State {
@@ -192,13 +199,19 @@ impl State {
             return Err(Error(format!("enum `{name}` has no variants")));
         }
         let on_path = self.path.contains(&name);
+        let cut = self.cut();
+        let this_pass = self.pass;
         let entry = self.containers.entry(name).or_insert_with(|| Rec::Enum {
             names,
             variants: vec![None; names.len()],
             cursor: 0,
+            pass: this_pass,
         });
         let Rec::Enum {
-            variants, cursor, ..
+            variants,
+            cursor,
+            pass,
+            ..
         } = entry
         else {
             return Err(Error(format!("two different types are called `{name}`")));
@@ -222,8 +235,19 @@ impl State {
             self.progress = true;
             return Ok(i as u32);
         }
-        let i = *cursor % variants.len();
-        *cursor = cursor.wrapping_add(1);
+        if cut {
+            // Below a cut nothing new is learnt: end the path soonest.
+            return Ok(variants
+                .iter()
+                .position(|v| matches!(v, Some(VRec::Unit)))
+                .unwrap_or(0) as u32);
+        }
+        if *pass != this_pass {
+            *pass = this_pass;
+            *cursor = 0;
+        }
+        let i = (*cursor + this_pass) % variants.len();
+        *cursor += 1;
         Ok(i as u32)
     }
 
@@ -668,6 +692,60 @@ impl TypeTracer {
     }
 }
 
+fn unknowns(t: &T) -> usize {
+    match t {
+        T::Unknown => 1,
+        T::Known(node) => match &**node {
+            Node::Option(x) | Node::Seq(x) => unknowns(x),
+            Node::Map(k, v) => unknowns(k) + unknowns(v),
+            Node::Tuple(ts) => ts.iter().map(unknowns).sum(),
+            Node::Leaf(_) | Node::Named(_) | Node::Remote => 0,
+        },
+    }
+}
+
+fn unknowns_in(fields: &[(&'static str, T)]) -> usize {
+    fields.iter().map(|(_, t)| unknowns(t)).sum()
+}
+
+impl TypeTracer {
+    /// How many parts of the shapes traced so far are still unknown.
+    fn unknown_parts(&self) -> usize {
+        let containers: usize = self
+            .st
+            .containers
+            .values()
+            .map(|c| match c {
+                Rec::Unit => 0,
+                Rec::Newtype(t) => unknowns(t),
+                Rec::Tuple(ts) => ts.iter().map(unknowns).sum(),
+                Rec::Struct(fs) => unknowns_in(fs),
+                Rec::Enum { variants, .. } => variants
+                    .iter()
+                    .flatten()
+                    .map(|v| match v {
+                        VRec::Unit => 0,
+                        VRec::Newtype(t) => unknowns(t),
+                        VRec::Tuple(ts) => ts.iter().map(unknowns).sum(),
+                        VRec::Struct(fs) => unknowns_in(fs),
+                    })
+                    .sum(),
+            })
+            .sum();
+        let methods: usize = self
+            .methods
+            .iter()
+            .filter(|m| m.error.is_none())
+            .map(|m| {
+                m.args.iter().map(|(_, t)| unknowns(t)).sum::<usize>()
+                    + unknowns(&m.ok)
+                    + unknowns(&m.err)
+            })
+            .sum();
+        containers + methods
+    }
+}
+
 /// Traces an interface: passes over its methods until nothing new is reached.
 pub(super) fn trace_interface(
     schema: &'static InterfaceSchema,
@@ -678,12 +756,29 @@ pub(super) fn trace_interface(
         methods: Vec::new(),
         current: 0,
     };
-    for _ in 0..MAX_PASSES {
+    // Done when every enum variant met was reached and no part of any shape is unknown. A part
+    // first met where recursion is cut (an option left `None`) is reached in a later pass, when
+    // the variant leading to it is taken higher up; passes go on while they make progress.
+    let mut unknown = usize::MAX;
+    let mut stalled = 0;
+    for pass in 0..MAX_PASSES {
         t.st.progress = false;
+        t.st.pass = pass;
         trace(&mut t);
-        if !t.st.progress && t.st.complete() {
+        let now = t.unknown_parts();
+        if t.st.complete() && now == 0 {
             return finish(schema, t);
         }
+        if t.st.progress || now < unknown {
+            stalled = 0;
+        } else {
+            stalled += 1;
+            if stalled > STALL_PASSES {
+                // What is still unknown is unreachable: `finish` says where.
+                return finish(schema, t);
+            }
+        }
+        unknown = unknown.min(now);
     }
     Err(format!("tracing did not finish within {MAX_PASSES} passes"))
 }

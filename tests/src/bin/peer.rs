@@ -3,6 +3,9 @@
 //! - `oxrmi-test-peer serve [ENDPOINT [LEASE_MS]]`: a runtime with a registry holding the test
 //!   objects; prints `listening on URL` and serves until its standard input closes.
 //! - `oxrmi-test-peer serve-secret ENDPOINT SECRET_FILE`: as `serve`, with a shared secret.
+//! - `oxrmi-test-peer serve-authorized UNIX_PATH`: as `serve` on TCP and UNIX_PATH, with
+//!   authorization checks (no `panic`; `add` and registry writes only from our own user);
+//!   prints `listening on TCP_URL UNIX_URL`.
 //! - `oxrmi-test-peer serve-grpc [HANDLE_IDLE_MS]`: as `serve` on TCP, plus the gRPC bridge on
 //!   127.0.0.1; prints `listening on URL grpc ADDRESS`.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
@@ -79,6 +82,42 @@ async fn main() -> anyhow::Result<()> {
             let rt = oxrmi_tests::start_server_with(builder).await?;
             let grpc = rt.grpc_address().context("no gRPC address")?;
             println!("listening on {} grpc {grpc}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-authorized", unix_path] => {
+            // As `serve`, on TCP and on a Unix socket, with authorization checks: no `panic`
+            // for anyone; `add` on the counter, and registry writes, only from a caller whose
+            // user the transport vouches for and is ours (so: over the Unix socket).
+            let own = std::fs::metadata("/proc/self").map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.uid()
+            })?;
+            let local_user = move |c: &oxrmi::authorize::CallInfo<'_>, what: &str| {
+                if c.caller.uid() == Some(own) {
+                    Ok(())
+                } else {
+                    Err(format!("{what} needs a caller of user {own}"))
+                }
+            };
+            let builder = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .listen(format!("unix://{unix_path}"))
+                .authorize(|c| match c.method {
+                    "panic" => Err("no panics here".into()),
+                    _ => Ok(()),
+                })
+                .authorize_interface::<dyn Counter>(move |c| match c.method {
+                    "add" => local_user(c, "add"),
+                    _ => Ok(()),
+                })
+                .authorize_interface::<dyn oxrmi::registry::Registry>(move |c| match c.method {
+                    "bind" | "rebind" | "unbind" => local_user(c, "a registry write"),
+                    _ => Ok(()),
+                });
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            let eps: Vec<String> = rt.endpoints().iter().map(ToString::to_string).collect();
+            println!("listening on {}", eps.join(" "));
             wait_for_stdin_eof().await;
             rt.shutdown();
         }

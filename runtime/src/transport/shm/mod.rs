@@ -314,9 +314,12 @@ fn link(
     pid: Option<i32>,
     spin: Duration,
 ) -> io::Result<Link> {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
     let sock: OwnedFd = stream.into_std()?.into();
     let (reader, writer) = stream::split(segment, role, sock, spin)?;
-    Ok(link_of(reader, writer, pid))
+    let mut l = link_of(reader, writer, pid);
+    l.peer_uid = uid;
+    Ok(l)
 }
 
 fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32>) -> Link {
@@ -330,5 +333,6 @@ fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32
         },
         local_host: None,
         peer_is_local_host: true,
+        peer_uid: None,
     }
 }
