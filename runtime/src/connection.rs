@@ -59,6 +59,8 @@ pub(crate) struct ConnInner {
     pub(crate) peer_is_local_host: bool,
     /// The peer's user, where the transport tells it.
     pub(crate) peer_uid: Option<u32>,
+    /// The peer's one-way calls running here.
+    oneway_running: std::sync::atomic::AtomicUsize,
     /// The host the peer reached us at, when known.
     pub(crate) local_host: Option<String>,
     /// The lease the peer grants on its objects: we renew at a quarter of it.
@@ -275,6 +277,17 @@ impl Connection {
         running.insert(call.0, h.abort_handle());
     }
 
+    /// Counts a one-way call of the peer's now running; the guard uncounts it.
+    pub(crate) fn oneway_started(&self) -> OnewayGuard {
+        self.inner.oneway_running.fetch_add(1, Ordering::AcqRel);
+        OnewayGuard(self.inner.clone())
+    }
+
+    /// How many of the peer's calls run here: two-way and one-way.
+    pub(crate) fn calls_running(&self) -> usize {
+        self.serving() + self.inner.oneway_running.load(Ordering::Acquire)
+    }
+
     /// How many of our calls wait for a reply.
     pub(crate) fn in_flight(&self) -> usize {
         lock(&self.inner.pending).len()
@@ -398,6 +411,21 @@ pub(crate) async fn establish(
     let max = rt.config.max_frame;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
 
+    // At the limit of connections: the peer reads our preamble and an error in place of a
+    // Hello, so its handshake fails with the reason.
+    let open = rt.conns.count();
+    if open >= rt.config.max_connections {
+        let e = RemoteError::Overloaded {
+            what: "connections to this runtime".into(),
+            limit: rt.config.max_connections as u64,
+        };
+        tracing::warn!(%peer, open, error = %e, "refused a peer at the handshake");
+        let mut out = frame::preamble().to_vec();
+        out.extend_from_slice(&message::error(&e));
+        let _ = writer.write_all(&out).await;
+        let _ = writer.shutdown().await;
+        return Err(e);
+    }
     let challenge = rt.config.secret.as_ref().map(|_| crate::auth::challenge());
     let hello = Hello {
         runtime: rt.id,
@@ -456,6 +484,7 @@ pub(crate) async fn establish(
             peer_addr: peer,
             peer_is_local_host,
             peer_uid,
+            oneway_running: Default::default(),
             local_host,
             peer_lease: Duration::from_millis(theirs.lease_ms),
             outbox: Outbox::new(writer, rt.config.send_buffer),
@@ -606,4 +635,13 @@ fn reject(conn: &Connection, e: RemoteError) -> RemoteError {
     tracing::warn!(peer = %conn.inner.peer, addr = %conn.inner.peer_addr, error = %e, "protocol violation; closing the connection");
     conn.send_soon(message::error(&e));
     e
+}
+
+/// A running one-way call, counted toward the connection's limit until dropped.
+pub(crate) struct OnewayGuard(Arc<ConnInner>);
+
+impl Drop for OnewayGuard {
+    fn drop(&mut self) {
+        self.0.oneway_running.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -50,6 +50,15 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         finish_early(rt, conn, &span, oneway, call, e);
         return;
     }
+    let limit = rt.config.max_calls_in_flight;
+    if conn.calls_running() >= limit {
+        let e = RemoteError::Overloaded {
+            what: "calls in flight on this connection".into(),
+            limit: limit as u64,
+        };
+        finish_early(rt, conn, &span, oneway, call, e);
+        return;
+    }
     let ctx = CallCtx {
         marshal: MarshalCtx {
             rt: rt.clone(),
@@ -103,8 +112,13 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     }
     .instrument(task_span);
     if oneway {
-        // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion.
-        rt.handle.spawn(task);
+        // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion,
+        // counted toward the connection's limit meanwhile.
+        let counted = conn.oneway_started();
+        rt.handle.spawn(async move {
+            task.await;
+            drop(counted);
+        });
     } else {
         conn.spawn_tracked(call, task);
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// [`AlreadyBound`](Self::AlreadyBound)), a stale or wrong handle ([`NoSuchObject`](Self::NoSuchObject),
 /// [`NoSuchMethod`](Self::NoSuchMethod), [`WrongInterface`](Self::WrongInterface)), a failure
 /// worth retrying ([`Timeout`](Self::Timeout), [`ConnectionRefused`](Self::ConnectionRefused),
-/// [`ConnectionLost`](Self::ConnectionLost)), or a bug to fix ([`Marshalling`](Self::Marshalling),
+/// [`ConnectionLost`](Self::ConnectionLost), [`Overloaded`](Self::Overloaded)), or a bug to fix ([`Marshalling`](Self::Marshalling),
 /// [`Panic`](Self::Panic), [`Protocol`](Self::Protocol)).
 ///
 /// It is serializable: a server sends it to the caller as it is. Application errors are not
@@ -123,6 +123,15 @@ pub enum RemoteError {
         /// What is missing or failed.
         reason: String,
     },
+    /// The peer refused the call or connection because one of its limits is reached (calls in
+    /// flight on a connection, connections to the runtime). Try again later.
+    #[error("overloaded: {what} is at its limit of {limit}")]
+    Overloaded {
+        /// Which limit.
+        what: String,
+        /// Its value.
+        limit: u64,
+    },
 }
 
 impl RemoteError {
@@ -133,6 +142,7 @@ impl RemoteError {
             RemoteError::Timeout { .. }
                 | RemoteError::ConnectionRefused { .. }
                 | RemoteError::ConnectionLost { .. }
+                | RemoteError::Overloaded { .. }
         )
     }
 
@@ -193,6 +203,10 @@ mod tests {
             RemoteError::Unreachable { object: "o".into() },
             RemoteError::Shutdown,
             RemoteError::Setup { reason: "r".into() },
+            RemoteError::Overloaded {
+                what: "w".into(),
+                limit: 1,
+            },
         ];
         for e in all {
             let bytes = rmp_serde::to_vec(&e).unwrap();

@@ -94,7 +94,7 @@ pub use id::{InvalidRuntimeId, ObjId, RuntimeId};
 pub use lease::DEFAULT_LEASE;
 pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use runtime::{DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, Runtime, RuntimeBuilder};
 
 /// Marks a remote interface (on a trait) or an implementation of one (on an impl).
 ///

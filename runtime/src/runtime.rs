@@ -61,6 +61,10 @@ pub(crate) struct Config {
     pub(crate) grpc_handle_idle: Duration,
     /// Checks run before each remote call served.
     pub(crate) authorizer: crate::authorize::Authorizer,
+    /// Most calls (two-way and one-way) a peer may have running on one connection.
+    pub(crate) max_calls_in_flight: usize,
+    /// Most connections a runtime keeps open.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Config {
@@ -78,9 +82,16 @@ impl Default for Config {
             secret: None,
             grpc_handle_idle: Duration::from_secs(300),
             authorizer: Default::default(),
+            max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
+
+/// The default of [`RuntimeBuilder::max_calls_in_flight`].
+pub const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 4096;
+/// The default of [`RuntimeBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
 ///
@@ -164,6 +175,23 @@ impl RuntimeBuilder {
         self.config
             .authorizer
             .add_for(T::NAME, std::sync::Arc::new(check));
+        self
+    }
+
+    /// Most calls one peer may have running on one connection, one-way calls included
+    /// (default [`DEFAULT_MAX_CALLS_IN_FLIGHT`]); a call beyond it is refused at once with
+    /// [`Overloaded`](RemoteError::Overloaded) (a one-way call is dropped, with a log line), so a
+    /// peer cannot tie up unbounded tasks and memory. Must be at least 1.
+    pub fn max_calls_in_flight(mut self, n: usize) -> Self {
+        self.config.max_calls_in_flight = n.max(1);
+        self
+    }
+
+    /// Most connections the runtime keeps open, incoming and outgoing (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); a handshake beyond it is refused with
+    /// [`Overloaded`](RemoteError::Overloaded). Must be at least 1.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
         self
     }
 
@@ -793,6 +821,11 @@ impl ConnTable {
         if !m.by_runtime.contains_key(&conn.peer()) {
             m.upgrades_tried.remove(&conn.peer());
         }
+    }
+
+    /// How many distinct connections are open.
+    pub(crate) fn count(&self) -> usize {
+        self.all().iter().filter(|c| !c.is_closed()).count()
     }
 
     pub(crate) fn all(&self) -> Vec<Connection> {

@@ -16,6 +16,7 @@ use crate::RemoteError;
 /// | `Timeout` | `DEADLINE_EXCEEDED` |
 /// | `ConnectionRefused`, `ConnectionLost`, `Unreachable`, `Shutdown` | `UNAVAILABLE` |
 /// | `AccessDenied` | `PERMISSION_DENIED` |
+/// | `Overloaded` | `RESOURCE_EXHAUSTED` |
 /// | `InvalidEndpoint` | `INVALID_ARGUMENT` |
 /// | `Marshalling`, `Panic`, `Protocol`, `Setup` | `INTERNAL` |
 pub fn code_for(e: &RemoteError) -> Code {
@@ -30,6 +31,7 @@ pub fn code_for(e: &RemoteError) -> Code {
         | RemoteError::Unreachable { .. }
         | RemoteError::Shutdown => Code::Unavailable,
         RemoteError::AccessDenied { .. } => Code::PermissionDenied,
+        RemoteError::Overloaded { .. } => Code::ResourceExhausted,
         RemoteError::InvalidEndpoint { .. } => Code::InvalidArgument,
         RemoteError::Marshalling { .. }
         | RemoteError::Panic { .. }

@@ -6,6 +6,8 @@
 //! - `oxrmi-test-peer serve-authorized UNIX_PATH`: as `serve` on TCP and UNIX_PATH, with
 //!   authorization checks (no `panic`; `add` and registry writes only from our own user);
 //!   prints `listening on TCP_URL UNIX_URL`.
+//! - `oxrmi-test-peer serve-limited CALLS CONNECTIONS`: as `serve` on TCP, with at most CALLS
+//!   calls in flight per connection and CONNECTIONS connections.
 //! - `oxrmi-test-peer serve-grpc [HANDLE_IDLE_MS]`: as `serve` on TCP, plus the gRPC bridge on
 //!   127.0.0.1; prints `listening on URL grpc ADDRESS`.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
@@ -118,6 +120,18 @@ async fn main() -> anyhow::Result<()> {
             let rt = oxrmi_tests::start_server_with(builder).await?;
             let eps: Vec<String> = rt.endpoints().iter().map(ToString::to_string).collect();
             println!("listening on {}", eps.join(" "));
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-limited", calls, connections] => {
+            // As `serve` on TCP, with at most CALLS calls in flight per connection and
+            // CONNECTIONS connections.
+            let builder = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .max_calls_in_flight(calls.parse()?)
+                .max_connections(connections.parse()?);
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
         }
