@@ -67,6 +67,17 @@ async fn serve(args: &[&str]) -> (Peer, String, Channel) {
     (peer, tcp, channel)
 }
 
+/// The `ObjectRef` bound to `name`, through the bridge's registry service.
+async fn lookup(registry: &mut RegistryClient<Channel>, name: &str) -> pb::registry::ObjectRef {
+    registry
+        .lookup(pb::registry::LookupRequest { name: name.into() })
+        .await
+        .expect("lookup")
+        .into_inner()
+        .result
+        .expect("an ObjectRef")
+}
+
 fn with_meta<T>(msg: T, key: &'static str, value: &str) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
@@ -283,15 +294,7 @@ async fn references_reach_grpc_clients_as_object_refs() {
     // An id of an object of another interface is refused, and does not change what that
     // object is for anyone else.
     let mut registry = RegistryClient::new(ch.clone());
-    let counter = registry
-        .lookup(pb::registry::LookupRequest {
-            name: "counter".into(),
-        })
-        .await
-        .expect("lookup")
-        .into_inner()
-        .result
-        .expect("an ObjectRef");
+    let counter = lookup(&mut registry, "counter").await;
     assert_eq!(counter.interface, "oxrmi.test.Counter");
     let e = account
         .owner(with_meta(
@@ -306,15 +309,7 @@ async fn references_reach_grpc_clients_as_object_refs() {
         .get(pb::counter::GetRequest {})
         .await
         .expect("the counter is still a counter to others");
-    let again = registry
-        .lookup(pb::registry::LookupRequest {
-            name: "counter".into(),
-        })
-        .await
-        .expect("lookup")
-        .into_inner()
-        .result
-        .expect("an ObjectRef");
+    let again = lookup(&mut registry, "counter").await;
     assert_eq!(again.interface, "oxrmi.test.Counter");
     // An id that names nothing.
     let e = account
@@ -370,15 +365,7 @@ async fn a_reference_left_unused_is_released_after_the_idle_time() {
 async fn metadata_picks_the_object_and_ambiguity_is_refused() {
     let (_peer, _tcp, ch) = serve(&[]).await;
     let mut registry = RegistryClient::new(ch.clone());
-    let counter = registry
-        .lookup(pb::registry::LookupRequest {
-            name: "counter".into(),
-        })
-        .await
-        .expect("lookup")
-        .into_inner()
-        .result
-        .expect("an ObjectRef");
+    let counter = lookup(&mut registry, "counter").await;
     registry
         .bind(pb::registry::BindRequest {
             name: "counter2".into(),
