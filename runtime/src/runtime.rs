@@ -65,6 +65,9 @@ pub(crate) struct Config {
     pub(crate) max_calls_in_flight: usize,
     /// Most connections a runtime keeps open.
     pub(crate) max_connections: usize,
+    /// TLS for the gRPC bridge: certificate chain and key (PEM), and the CA that client
+    /// certificates must chain to (mutual TLS) if any.
+    pub(crate) grpc_tls: Option<GrpcTls>,
 }
 
 impl Default for Config {
@@ -84,7 +87,25 @@ impl Default for Config {
             authorizer: Default::default(),
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            grpc_tls: None,
         }
+    }
+}
+
+/// The gRPC bridge's TLS settings (PEM).
+#[derive(Clone)]
+pub(crate) struct GrpcTls {
+    pub(crate) cert_chain: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GrpcTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("GrpcTls")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,6 +196,38 @@ impl RuntimeBuilder {
         self.config
             .authorizer
             .add_for(T::NAME, std::sync::Arc::new(check));
+        self
+    }
+
+    /// Serves the gRPC bridge over TLS (rustls) with this certificate chain and private key, both
+    /// PEM. gRPC clients then connect with `https://` and must trust the chain's root.
+    pub fn grpc_tls(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        let client_ca = self.config.grpc_tls.take().and_then(|t| t.client_ca);
+        self.config.grpc_tls = Some(GrpcTls {
+            cert_chain: cert_chain_pem.into(),
+            key: key_pem.into(),
+            client_ca,
+        });
+        self
+    }
+
+    /// With [`grpc_tls`](Self::grpc_tls): gRPC clients must present a certificate that chains to
+    /// this CA (PEM): mutual TLS. Such a bridge may listen beside a shared secret on any address.
+    pub fn grpc_tls_client_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        match &mut self.config.grpc_tls {
+            Some(t) => t.client_ca = Some(ca_pem.into()),
+            None => {
+                self.config.grpc_tls = Some(GrpcTls {
+                    cert_chain: Vec::new(),
+                    key: Vec::new(),
+                    client_ca: Some(ca_pem.into()),
+                })
+            }
+        }
         self
     }
 
@@ -451,11 +504,17 @@ impl RuntimeBuilder {
         }
         #[cfg(feature = "grpc")]
         for g in &grpc {
-            if inner.config.secret.is_some() && !grpc_is_loopback(g) {
+            let mutual_tls = inner
+                .config
+                .grpc_tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some());
+            if inner.config.secret.is_some() && !mutual_tls && !grpc_is_loopback(g) {
                 return Err(RemoteError::Setup {
                     reason: format!(
                         "{g}: gRPC clients cannot prove the shared secret, so with one set the \
-                         bridge listens on a loopback address only (see SECURITY.md)"
+                         bridge listens on a loopback address only, unless it requires client \
+                         certificates (grpc_tls_client_ca; see SECURITY.md)"
                     ),
                 });
             }

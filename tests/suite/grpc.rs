@@ -414,3 +414,117 @@ async fn metadata_picks_the_object_and_ambiguity_is_refused() {
         .await
         .expect("one counter again");
 }
+
+/// A CA, a server certificate for `localhost` and a client certificate, as PEM files in a
+/// fresh directory: `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`.
+fn certificates() -> std::path::PathBuf {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    let dir = std::path::PathBuf::from(crate::harness::fresh_path("tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "oxrmi test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, san, usage) in [
+        ("server", "localhost", ExtendedKeyUsagePurpose::ServerAuth),
+        (
+            "client",
+            "client.oxrmi.test",
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, san);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    dir
+}
+
+/// Over mutual TLS: a client with a certificate from the CA gets in; one without a certificate,
+/// or speaking plain HTTP/2, does not.
+#[tokio::test]
+async fn the_bridge_serves_over_mutual_tls() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = certificates();
+    let peer = Peer::start(&["serve-grpc-tls", dir.to_str().unwrap()]).await;
+    let grpc = peer
+        .first_line
+        .split_whitespace()
+        .nth(2)
+        .expect("the gRPC address")
+        .to_string();
+    let port = grpc.rsplit(':').next().unwrap().to_string();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let tls = |identity: bool| {
+        let mut c = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem")))
+            .domain_name("localhost");
+        if identity {
+            c = c.identity(Identity::from_pem(read("client.pem"), read("client.key")));
+        }
+        c
+    };
+    let endpoint = |tls_config: Option<ClientTlsConfig>| {
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut e = Endpoint::from_shared(format!("{scheme}://localhost:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(5));
+        if let Some(t) = tls_config {
+            e = e.tls_config(t).unwrap();
+        }
+        e
+    };
+
+    let ch = endpoint(Some(tls(true)))
+        .connect()
+        .await
+        .expect("mutual TLS");
+    let mut counter = CounterClient::new(ch);
+    let a = counter
+        .add(pb::counter::AddRequest { n: 2 })
+        .await
+        .expect("add")
+        .into_inner()
+        .result;
+    let b = counter
+        .add(pb::counter::AddRequest { n: 2 })
+        .await
+        .expect("add")
+        .into_inner()
+        .result;
+    assert_eq!(b - a, 2);
+
+    // No client certificate: the handshake fails, nothing is served.
+    let refused = match endpoint(Some(tls(false))).connect().await {
+        Err(_) => true,
+        Ok(ch) => CounterClient::new(ch)
+            .get(pb::counter::GetRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+    // Plain HTTP/2 to a TLS port: refused.
+    let refused = match endpoint(None).connect().await {
+        Err(_) => true,
+        Ok(ch) => CounterClient::new(ch)
+            .get(pb::counter::GetRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a plain-text client was served");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,6 +22,11 @@
 //!   `google.protobuf.Any` of the method's `…AppError` message. A malformed request is
 //!   `INVALID_ARGUMENT`.
 //!
+//! - **TLS.** `RuntimeBuilder::grpc_tls(cert_chain_pem, key_pem)` serves over TLS (rustls);
+//!   `grpc_tls_client_ca(ca_pem)` requires client certificates chaining to that CA (mutual TLS).
+//!   Without TLS the bridge has no authentication of its own: with a shared secret set, it may
+//!   listen on a loopback address only unless mutual TLS is on.
+//!
 //! Inside, the bridge is an oxrmi client like any other: a runtime of its own in the same process,
 //! connected to the served runtime over an in-memory link (transport `mem`), calling through
 //! ordinary stubs. Leases, deadlines, cancellation and the registry's rules all hold as for any
@@ -101,26 +106,39 @@ pub(crate) async fn start(rt: &Arc<RuntimeInner>, addr: &str) -> Result<SocketAd
     let local = listener
         .local_addr()
         .map_err(|e| setup(format!("grpc://{addr}: {e}")))?;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &rt.config.grpc_tls {
+        if tls.cert_chain.is_empty() || tls.key.is_empty() {
+            return Err(setup(
+                "grpc_tls_client_ca needs grpc_tls (the server's own certificate and key)".into(),
+            ));
+        }
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_chain, &tls.key),
+        );
+        if let Some(ca) = &tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        server = server
+            .tls_config(config)
+            .map_err(|e| setup(format!("grpc://{addr}: TLS: {e}")))?;
+    }
     let bridge = build(rt).await?;
     let mut stop = rt.stop_signal();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = Router {
         bridge: bridge.clone(),
     };
-    let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
-        router,
-        incoming,
-        async move {
-            let _ = stop.changed().await;
-        },
-    );
+    let server = server.serve_with_incoming_shutdown(router, incoming, async move {
+        let _ = stop.changed().await;
+    });
     rt.handle.spawn(async move {
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "the gRPC bridge stopped");
         }
     });
     rt.handle.spawn(refresh(bridge));
-    tracing::info!(address = %local, "gRPC bridge serving");
+    tracing::info!(address = %local, tls = rt.config.grpc_tls.is_some(), "gRPC bridge serving");
     Ok(local)
 }
 

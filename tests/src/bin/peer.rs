@@ -8,6 +8,8 @@
 //!   prints `listening on TCP_URL UNIX_URL`.
 //! - `oxrmi-test-peer serve-limited CALLS CONNECTIONS`: as `serve` on TCP, with at most CALLS
 //!   calls in flight per connection and CONNECTIONS connections.
+//! - `oxrmi-test-peer serve-grpc-tls DIR`: as `serve-grpc`, over mutual TLS with the
+//!   certificates in DIR (`server.pem`, `server.key`, `ca.pem`).
 //! - `oxrmi-test-peer serve-grpc [HANDLE_IDLE_MS]`: as `serve` on TCP, plus the gRPC bridge on
 //!   127.0.0.1; prints `listening on URL grpc ADDRESS`.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
@@ -132,6 +134,21 @@ async fn main() -> anyhow::Result<()> {
                 .max_connections(connections.parse()?);
             let rt = oxrmi_tests::start_server_with(builder).await?;
             println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-grpc-tls", dir] => {
+            // As `serve-grpc`, the bridge over TLS with DIR/server.pem and DIR/server.key, and
+            // client certificates required to chain to DIR/ca.pem (mutual TLS).
+            let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f));
+            let builder = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .listen("grpc://127.0.0.1:0")
+                .grpc_tls(read("server.pem")?, read("server.key")?)
+                .grpc_tls_client_ca(read("ca.pem")?);
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            let grpc = rt.grpc_address().context("no gRPC address")?;
+            println!("listening on {} grpc {grpc}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
         }
