@@ -17,6 +17,7 @@ mod grpc;
 mod grpc_python;
 mod hostile;
 mod lifetimes;
+mod load;
 mod path_choice;
 mod pipes;
 mod references;

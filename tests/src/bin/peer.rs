@@ -31,6 +31,12 @@
 //! - `oxrmi-test-peer keep URL advertise|hidden`: hands a listener of its own to the hub at
 //!   URL, prints `kept`, and serves until its standard input closes; with `advertise` it
 //!   listens on a port, with `hidden` on none.
+//! - `oxrmi-test-peer serve-load [ENDPOINT]`: as `serve`, plus a `loadbank` (a
+//!   [`oxrmi_tests::LoadBank`], which keeps no record per account); prints `listening on URL`.
+//! - `oxrmi-test-peer load ENDPOINT TASKS SECONDS SEED`: the client of the load test (see
+//!   `load` below): TASKS concurrent tasks on one runtime call the `serve-load` server at
+//!   ENDPOINT for SECONDS, then the runtime shuts down and one JSON line
+//!   ([`oxrmi_tests::LoadReport`]) is printed.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
 
@@ -38,6 +44,9 @@ use anyhow::{Context, bail};
 use oxrmi::Remote;
 use oxrmi_tests::{Bank, Counter, Hub, Listener, Recorder, TestCounter};
 use tokio::io::AsyncReadExt;
+
+#[path = "peer/load.rs"]
+mod load;
 
 async fn wait_for_stdin_eof() {
     let mut stdin = tokio::io::stdin();
@@ -68,6 +77,28 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["serve-load", rest @ ..] => {
+            let listen = rest.first().copied().unwrap_or("tcp://127.0.0.1:0");
+            let rt = oxrmi_tests::start_server(listen, None).await?;
+            rt.bind(
+                "loadbank",
+                Remote::<dyn oxrmi_tests::LoadBank>::new(oxrmi_tests::TestLoadBank::default()),
+            )
+            .await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["load", endpoint, tasks, seconds, seed] => {
+            let report = load::run(
+                endpoint.parse()?,
+                tasks.parse()?,
+                std::time::Duration::from_secs_f64(seconds.parse()?),
+                seed.parse()?,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         ["serve-grpc", rest @ ..] => {
             // As `serve`, with the gRPC bridge on an ephemeral port of 127.0.0.1 (and registry
