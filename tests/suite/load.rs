@@ -17,8 +17,8 @@
 //! OXRMI_LOAD_SECONDS=600 cargo test --release -p oxrmi-tests --test tests load:: -- --nocapture
 //! ```
 //!
-//! Other knobs: `OXRMI_LOAD_PROCESSES` (client processes, 4) and `OXRMI_LOAD_TASKS` (tasks per
-//! process, 250). The figures (calls, calls/s, errors, peak and final memory, descriptors)
+//! Other knobs: `OXRMI_LOAD_PROCESSES` (client processes, 4), `OXRMI_LOAD_TASKS` (tasks per
+//! process, 250) and `OXRMI_LOAD_TRANSPORT` (`tcp`, the default, `unix`, `fifo` or `shm`). The figures (calls, calls/s, errors, peak and final memory, descriptors)
 //! are printed to standard error, so `--nocapture` shows them.
 
 use std::process::Stdio;
@@ -30,7 +30,7 @@ use oxrmi::Remote;
 use oxrmi_tests::{LoadBank, LoadReport};
 use tokio::process::Command;
 
-use crate::harness::{Peer, eventually, peer_bin};
+use crate::harness::{Peer, Transport, eventually, peer_bin};
 
 /// How long the server has, after the last client exited, to drop every account, forget every
 /// holder and close every connection: releases are sent at once (batched per owner) and at
@@ -184,7 +184,15 @@ async fn thousand_clients_lose_no_reply_and_leak_nothing() {
     let processes: u64 = setting("OXRMI_LOAD_PROCESSES", 4);
     let tasks: u64 = setting("OXRMI_LOAD_TASKS", 250);
 
-    let server = Peer::start(&["serve-load", "tcp://127.0.0.1:0"]).await;
+    let transport = match setting("OXRMI_LOAD_TRANSPORT", "tcp".to_string()).as_str() {
+        "tcp" => Transport::Tcp,
+        "unix" => Transport::Unix,
+        "fifo" => Transport::Fifo,
+        "shm" => Transport::Shm,
+        other => panic!("OXRMI_LOAD_TRANSPORT={other}: tcp, unix, fifo or shm"),
+    };
+
+    let server = Peer::start(&["serve-load", &transport.listen()]).await;
     let pid = server.pid();
     let bank: Remote<dyn LoadBank> = oxrmi::lookup(&server.url("loadbank")).await.unwrap();
 
@@ -219,7 +227,9 @@ async fn thousand_clients_lose_no_reply_and_leak_nothing() {
     sampler.await.unwrap();
     let fds_end_of_run = fds(pid);
 
+    let settling = std::time::Instant::now();
     settle(&server, &bank, "after the run").await;
+    let settled_in = settling.elapsed();
     let fds_end = fds(pid);
     let rss_end = status_kib(pid, "VmRSS");
     let hwm = status_kib(pid, "VmHWM");
@@ -229,7 +239,8 @@ async fn thousand_clients_lose_no_reply_and_leak_nothing() {
     let calls = total(&reports, |r| r.calls);
     let errors = total(&reports, |r| r.errors);
     eprintln!(
-        "load: {processes} processes x {tasks} tasks for {seconds} s ({elapsed:.1} s with start-up)"
+        "load: {processes} processes x {tasks} tasks over {transport:?} for {seconds} s \
+         ({elapsed:.1} s with start-up)"
     );
     eprintln!(
         "load: {calls} calls ({:.0}/s), {errors} errors ({} timeouts), {} wrong and {} duplicated \
@@ -257,7 +268,7 @@ async fn thousand_clients_lose_no_reply_and_leak_nothing() {
     );
     eprintln!(
         "load: server fds {fds_start} at the start, {fds_end_of_run} as the last client exited, \
-         {fds_end} at the end"
+         {fds_end} at the end; everything released {settled_in:?} after the last client exited"
     );
     let samples: Vec<_> = reports.iter().flat_map(|r| &r.error_samples).collect();
     if !samples.is_empty() {
