@@ -103,9 +103,10 @@ async fn run_clients(
     // The run, the clients' grace period for their last calls (70 s, see peer/load.rs) and
     // start-up.
     let limit = Duration::from_secs_f64(seconds) + Duration::from_secs(100);
+    let deadline = tokio::time::Instant::now() + limit;
     let mut reports = Vec::new();
     for (p, child) in children.into_iter().enumerate() {
-        let out = tokio::time::timeout(limit, child.wait_with_output())
+        let out = tokio::time::timeout_at(deadline, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("load client {p} did not finish within {limit:?}"))
             .expect("wait for a load client");
