@@ -456,3 +456,114 @@ pub async fn start_server_with(builder: oxrmi::RuntimeBuilder) -> Result<Runtime
         .await?;
     Ok(rt)
 }
+
+/// A bank for the load test: like [`Bank`], but it keeps no record per account (no names, no
+/// weak handles), so a long run does not grow the server by design and its memory can be
+/// compared before and after.
+#[remote(name = "oxrmi.test.LoadBank")]
+pub trait LoadBank: Send + Sync {
+    /// A new account owned by `owner`, by reference; the bank keeps no handle to it.
+    async fn open(&self, owner: String) -> Result<Remote<dyn Account>, RemoteError>;
+    /// Accounts whose `Drop` has not run.
+    async fn live(&self) -> Result<u64, RemoteError>;
+    /// How many accounts were opened and how many of them were dropped.
+    async fn counts(&self) -> Result<(u64, u64), RemoteError>;
+}
+
+/// What a [`TestLoadBank`] and its accounts share.
+#[derive(Default)]
+struct LoadLedger {
+    opened: AtomicU64,
+    live: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// An account of a [`TestLoadBank`]: counts its own drop.
+struct LoadAccount {
+    owner: String,
+    balance: AtomicI64,
+    ledger: std::sync::Arc<LoadLedger>,
+}
+
+impl Drop for LoadAccount {
+    fn drop(&mut self) {
+        self.ledger.live.fetch_sub(1, Ordering::SeqCst);
+        self.ledger.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[remote]
+impl Account for LoadAccount {
+    async fn deposit(&self, amount: i64) -> Result<i64, RemoteError> {
+        Ok(self.balance.fetch_add(amount, Ordering::SeqCst) + amount)
+    }
+
+    async fn owner(&self) -> Result<String, RemoteError> {
+        Ok(self.owner.clone())
+    }
+}
+
+/// The load bank served by `oxrmi-test-peer serve-load`.
+#[derive(Default)]
+pub struct TestLoadBank {
+    ledger: std::sync::Arc<LoadLedger>,
+}
+
+#[remote]
+impl LoadBank for TestLoadBank {
+    async fn open(&self, owner: String) -> Result<Remote<dyn Account>, RemoteError> {
+        self.ledger.opened.fetch_add(1, Ordering::SeqCst);
+        self.ledger.live.fetch_add(1, Ordering::SeqCst);
+        Ok(Remote::<dyn Account>::new(LoadAccount {
+            owner,
+            balance: AtomicI64::new(0),
+            ledger: self.ledger.clone(),
+        }))
+    }
+
+    async fn live(&self) -> Result<u64, RemoteError> {
+        Ok(self.ledger.live.load(Ordering::SeqCst))
+    }
+
+    async fn counts(&self) -> Result<(u64, u64), RemoteError> {
+        Ok((
+            self.ledger.opened.load(Ordering::SeqCst),
+            self.ledger.dropped.load(Ordering::SeqCst),
+        ))
+    }
+}
+
+/// What one `oxrmi-test-peer load` process did, printed as one JSON line at its end.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Concurrent tasks it ran.
+    pub tasks: u64,
+    /// Seconds the tasks kept starting new work.
+    pub seconds: f64,
+    /// Remote calls made (echo, open, deposit, owner, call_back, echo_ref).
+    pub calls: u64,
+    /// Calls that ended with an error (a timeout among them: a lost reply).
+    pub errors: u64,
+    /// Of those, timeouts: calls whose reply never came within the call deadline.
+    pub timeouts: u64,
+    /// Echo replies carrying another call's tag, or a wrong length.
+    pub wrong: u64,
+    /// Echo replies whose tag had already been answered.
+    pub duplicated: u64,
+    /// Replies of the reference round-trips that were wrong (another account's owner or balance,
+    /// a callback not delivered, a returned reference not our own object).
+    pub bad_values: u64,
+    /// Accounts opened (references received by the client).
+    pub accounts_opened: u64,
+    /// Accounts dropped by the client.
+    pub accounts_dropped: u64,
+    /// Listeners of the client made and passed to the server (references sent, twice each:
+    /// `call_back` and `echo_ref`).
+    pub listeners_passed: u64,
+    /// Listeners dropped by the client after the round-trip.
+    pub listeners_dropped: u64,
+    /// Tasks that had not finished within the grace period after the run (aborted).
+    pub stuck_tasks: u64,
+    /// A few distinct error messages, for the report.
+    pub error_samples: Vec<String>,
+}

@@ -18,6 +18,7 @@ mod grpc_python;
 mod hostile;
 mod lifetimes;
 mod limits;
+mod load;
 mod path_choice;
 mod pipes;
 mod references;

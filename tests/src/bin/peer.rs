@@ -35,6 +35,13 @@
 //! - `oxrmi-test-peer keep URL advertise|hidden`: hands a listener of its own to the hub at
 //!   URL, prints `kept`, and serves until its standard input closes; with `advertise` it
 //!   listens on a port, with `hidden` on none.
+//! - `oxrmi-test-peer serve-load [ENDPOINT]`: as `serve` (on a multi-threaded runtime), plus a
+//!   `loadbank` (a [`oxrmi_tests::LoadBank`], which keeps no record per account); prints
+//!   `listening on URL`.
+//! - `oxrmi-test-peer load ENDPOINT TASKS SECONDS SEED`: the client of the load test (see
+//!   `load` below): TASKS concurrent tasks on one runtime call the `serve-load` server at
+//!   ENDPOINT for SECONDS, then the runtime shuts down and one JSON line
+//!   ([`oxrmi_tests::LoadReport`]) is printed.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
 
@@ -42,6 +49,9 @@ use anyhow::{Context, bail};
 use oxrmi::Remote;
 use oxrmi_tests::{Bank, Counter, Hub, Listener, Recorder, TestCounter};
 use tokio::io::AsyncReadExt;
+
+#[path = "peer/load.rs"]
+mod load;
 
 async fn wait_for_stdin_eof() {
     let mut stdin = tokio::io::stdin();
@@ -72,6 +82,47 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["serve-load", rest @ ..] => {
+            // On a multi-threaded runtime of its own (this process's is single-threaded), so
+            // the load's calls are served in parallel, as a real server's would be.
+            let listen = rest
+                .first()
+                .copied()
+                .unwrap_or("tcp://127.0.0.1:0")
+                .to_string();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = std::thread::spawn(move || -> anyhow::Result<()> {
+                let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                tokio_rt.block_on(async move {
+                    let rt = oxrmi_tests::start_server(&listen, None).await?;
+                    let bank = oxrmi_tests::TestLoadBank::default();
+                    rt.bind("loadbank", Remote::<dyn oxrmi_tests::LoadBank>::new(bank))
+                        .await?;
+                    println!("listening on {}", rt.endpoints()[0]);
+                    let _ = stopped.await;
+                    rt.shutdown();
+                    Ok(())
+                })
+            });
+            wait_for_stdin_eof().await;
+            let _ = stop.send(());
+            server
+                .join()
+                .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+        }
+        ["load", endpoint, tasks, seconds, seed] => {
+            let report = load::run(
+                endpoint.parse()?,
+                tasks.parse()?,
+                std::time::Duration::from_secs_f64(seconds.parse()?),
+                seed.parse()?,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         ["serve-grpc", rest @ ..] => {
             // As `serve`, with the gRPC bridge on an ephemeral port of 127.0.0.1 (and registry
