@@ -4,17 +4,20 @@
 //! misrouted, every lease must be released, and the server's file descriptors and memory must be
 //! back to where they were.
 //!
-//! The CI variant (10 seconds of load, well under two minutes with start-up, in debug):
+//! It saturates both cores of a small machine for its duration, which would make the suite's
+//! timing-sensitive tests (deadlines, short leases) run beside it starved, so it is `#[ignore]`d
+//! in the ordinary run and runs alone in a step of its own (`.ci/run` does this). The CI variant
+//! (10 seconds of load, well under two minutes with start-up, in debug):
 //!
 //! ```text
-//! cargo test -p oxrmi-tests --test tests load:: -- --nocapture
+//! cargo test -p oxrmi-tests --test tests load:: -- --ignored --nocapture
 //! ```
 //!
 //! The soak (ten minutes of load; release, so the load is the runtime's and not the debug
 //! build's):
 //!
 //! ```text
-//! OXRMI_LOAD_SECONDS=600 cargo test --release -p oxrmi-tests --test tests load:: -- --nocapture
+//! OXRMI_LOAD_SECONDS=600 cargo test --release -p oxrmi-tests --test tests load:: -- --ignored --nocapture
 //! ```
 //!
 //! Other knobs: `OXRMI_LOAD_PROCESSES` (client processes, 4), `OXRMI_LOAD_TASKS` (tasks per
@@ -180,6 +183,7 @@ async fn settle(server: &Peer, bank: &Remote<dyn LoadBank>, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "saturates the machine: run alone, `cargo test -p oxrmi-tests --test tests load:: -- --ignored` (.ci/run does)"]
 async fn thousand_clients_lose_no_reply_and_leak_nothing() {
     let seconds: f64 = setting("OXRMI_LOAD_SECONDS", 10.0);
     let processes: u64 = setting("OXRMI_LOAD_PROCESSES", 4);
