@@ -1027,26 +1027,32 @@ mod tests {
 
     /// The committed seeds are these bytes (`OXRMI_WRITE_SEEDS=1` rewrites them), and each runs
     /// through its target without a panic.
+    /// Checks that the committed seed `fuzz/corpus/<target>/<name>` is `bytes`, or (with
+    /// `OXRMI_WRITE_SEEDS=1`) writes it.
+    fn check_seed(target: &str, name: &str, bytes: &[u8]) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target)
+            .join(name);
+        if std::env::var_os("OXRMI_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            return;
+        }
+        let committed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (OXRMI_WRITE_SEEDS=1 writes it)", path.display()));
+        assert_eq!(
+            committed,
+            bytes,
+            "{} is stale (OXRMI_WRITE_SEEDS=1)",
+            path.display()
+        );
+    }
+
     #[test]
     fn seed_corpus_is_current_and_runs_clean() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        let write = std::env::var_os("OXRMI_WRITE_SEEDS").is_some();
         for (target, name, bytes) in seeds() {
-            let path = root.join(target).join(name);
-            if write {
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &bytes).unwrap();
-            } else {
-                let committed = std::fs::read(&path).unwrap_or_else(|e| {
-                    panic!("{}: {e} (OXRMI_WRITE_SEEDS=1 writes it)", path.display())
-                });
-                assert_eq!(
-                    committed,
-                    bytes,
-                    "{} is stale (OXRMI_WRITE_SEEDS=1)",
-                    path.display()
-                );
-            }
+            check_seed(target, name, &bytes);
             match target {
                 "frames" => frames(&bytes),
                 "message" => message(&bytes),
@@ -1061,25 +1067,8 @@ mod tests {
     #[cfg(feature = "grpc")]
     #[test]
     fn grpc_seeds_are_current_and_run_clean() {
-        let root =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/grpc_request");
-        let write = std::env::var_os("OXRMI_WRITE_SEEDS").is_some();
         for (name, bytes) in grpc_seeds() {
-            let path = root.join(name);
-            if write {
-                std::fs::create_dir_all(&root).unwrap();
-                std::fs::write(&path, &bytes).unwrap();
-            } else {
-                let committed = std::fs::read(&path).unwrap_or_else(|e| {
-                    panic!("{}: {e} (OXRMI_WRITE_SEEDS=1 writes it)", path.display())
-                });
-                assert_eq!(
-                    committed,
-                    bytes,
-                    "{} is stale (OXRMI_WRITE_SEEDS=1)",
-                    path.display()
-                );
-            }
+            check_seed("grpc_request", name, &bytes);
             grpc_request(&bytes);
             for cut in 1..bytes.len() {
                 grpc_request(&bytes[..cut]);

@@ -218,10 +218,12 @@ impl<'a> Layout<'a> {
     }
 
     /// Whether a value of `shape` can hold a reference (`Remote`) anywhere inside.
+    #[cfg(feature = "grpc")]
     pub(crate) fn has_remote(&self, shape: &Shape) -> bool {
         self.mentions_remote(shape, &mut BTreeSet::new())
     }
 
+    #[cfg(feature = "grpc")]
     fn mentions_remote<'b>(&'b self, shape: &'b Shape, seen: &mut BTreeSet<&'b str>) -> bool {
         let all = |ss: &'b [Shape], seen: &mut BTreeSet<&'b str>| {
             ss.iter().any(|s| self.mentions_remote(s, seen))

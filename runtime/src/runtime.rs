@@ -94,6 +94,7 @@ impl Default for Config {
 
 /// The gRPC bridge's TLS settings (PEM).
 #[derive(Clone)]
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) struct GrpcTls {
     pub(crate) cert_chain: Vec<u8>,
     pub(crate) key: Vec<u8>,
