@@ -119,14 +119,7 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
         &tokio,
         oxrmi_calls::null_in_flight(bench.clone(), IN_FLIGHT, plan.in_flight),
     )?;
-    out.emit(&Measurement {
-        metric: format!("null_calls_per_second_{IN_FLIGHT}_in_flight"),
-        label: format!("null calls/s, {IN_FLIGHT} in flight"),
-        unit: Unit::CallsPerSecond,
-        ours: rate,
-        raw: Some(raw_rate),
-        samples: completed,
-    })?;
+    out.in_flight(rate, raw_rate, completed)?;
 
     let registry = rt.registry_at(&server);
     let lookups =
@@ -208,14 +201,7 @@ fn grpc_figures(
         tokio,
         grpc::null_in_flight(bridge, IN_FLIGHT, plan.in_flight),
     )?;
-    out.emit(&Measurement {
-        metric: format!("null_calls_per_second_{IN_FLIGHT}_in_flight"),
-        label: format!("null calls/s, {IN_FLIGHT} in flight"),
-        unit: Unit::CallsPerSecond,
-        ours: rate,
-        raw: Some(base),
-        samples: completed,
-    })
+    out.in_flight(rate, base, completed)
 }
 
 /// The figures of distributed lifetimes (no raw twin), against the server at `server`, which
@@ -329,6 +315,18 @@ impl Emitter {
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())
+    }
+
+    /// Null calls per second with [`IN_FLIGHT`] in flight, beside the baseline's rate.
+    fn in_flight(&mut self, rate: f64, raw: f64, completed: u64) -> anyhow::Result<()> {
+        self.emit(&Measurement {
+            metric: format!("null_calls_per_second_{IN_FLIGHT}_in_flight"),
+            label: format!("null calls/s, {IN_FLIGHT} in flight"),
+            unit: Unit::CallsPerSecond,
+            ours: rate,
+            raw: Some(raw),
+            samples: completed,
+        })
     }
 
     /// The p50 and p99 of a latency run, each with its raw twin.
