@@ -63,6 +63,8 @@ pub(crate) struct Arg<'a> {
     pub(crate) ident: Option<&'a Ident>,
     /// The argument's type.
     pub(crate) ty: &'a Type,
+    /// Its `#[limit(...)]`, enforced while it is decoded.
+    pub(crate) limits: attr::ArgLimits,
 }
 
 impl<'a> Interface<'a> {
@@ -99,8 +101,14 @@ impl<'a> Method<'a> {
                     pat: &typed.pat,
                     ident: plain_name(&typed.pat),
                     ty: &typed.ty,
+                    limits: attr::limits(cx, &typed.attrs),
                 }),
-                FnArg::Receiver(_) => None,
+                FnArg::Receiver(receiver) => {
+                    for attr in receiver.attrs.iter().filter(|a| attr::is_limit(a)) {
+                        cx.error_spanned_by(attr, "`#[limit]` goes on an argument, not on `self`");
+                    }
+                    None
+                }
             })
             .collect();
         let (ok_ty, err_ty) = match &sig.output {

@@ -73,6 +73,74 @@ pub(crate) fn strip_oneway(attrs: &mut Vec<Attribute>) {
     attrs.retain(|attr| !is_oneway(attr));
 }
 
+/// `#[limit(len = N, size = M)]` on an argument: bounds enforced while the argument is decoded.
+#[derive(Default)]
+pub(crate) struct ArgLimits {
+    /// Most elements, entries or bytes of the argument's outermost collection, string or buffer.
+    pub(crate) len: Option<u64>,
+    /// Most bytes the argument may decode into.
+    pub(crate) size: Option<u64>,
+}
+
+/// Whether `attr` is a `#[limit(...)]` attribute (in any form: malformed ones are reported by
+/// [`limits`] and must be stripped all the same).
+pub(crate) fn is_limit(attr: &Attribute) -> bool {
+    attr.path().is_ident("limit")
+}
+
+/// Reads the `#[limit(...)]` attribute among an argument's attributes, reporting unknown keys,
+/// repeats and values that are not integers.
+pub(crate) fn limits(cx: &Ctxt, attrs: &[Attribute]) -> ArgLimits {
+    let mut out = ArgLimits::default();
+    let mut seen = false;
+    for attr in attrs.iter().filter(|attr| is_limit(attr)) {
+        if seen {
+            cx.error_spanned_by(
+                attr,
+                "duplicate `#[limit]` attribute; put every bound in one",
+            );
+            continue;
+        }
+        seen = true;
+        if !matches!(attr.meta, Meta::List(_)) {
+            cx.error_spanned_by(attr, "`#[limit]` needs `len = N` and/or `size = N`");
+            continue;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            let slot = if meta.path.is_ident("len") {
+                &mut out.len
+            } else if meta.path.is_ident("size") {
+                &mut out.size
+            } else {
+                return Err(meta.error("unknown limit; the limits are `len = N` and `size = N`"));
+            };
+            let lit: syn::LitInt = meta.value()?.parse()?;
+            let n: u64 = lit.base10_parse()?;
+            if slot.is_some() {
+                cx.error_spanned_by(&meta.path, "duplicate limit");
+            } else {
+                *slot = Some(n);
+            }
+            Ok(())
+        });
+        if let Err(err) = parsed {
+            cx.syn_error(err);
+        }
+    }
+    out
+}
+
+/// Removes every `#[limit]` attribute from a signature's arguments: the compiler would reject
+/// it if it reached the output.
+pub(crate) fn strip_limits(sig: &mut syn::Signature) {
+    for input in &mut sig.inputs {
+        match input {
+            syn::FnArg::Typed(typed) => typed.attrs.retain(|attr| !is_limit(attr)),
+            syn::FnArg::Receiver(receiver) => receiver.attrs.retain(|attr| !is_limit(attr)),
+        }
+    }
+}
+
 /// The doc comment carried by `attrs`: one line per line of the source comment, with the single
 /// space after `///` removed, trailing blanks trimmed, and blank lines around the text dropped.
 pub(crate) fn docs(attrs: &[Attribute]) -> String {
@@ -144,6 +212,26 @@ mod tests {
         assert!(oneway(&cx, &bad).is_some());
         let errors = cx.check().unwrap_err().into_iter().count();
         assert_eq!(errors, 1);
+    }
+
+    #[test]
+    fn limit_forms() {
+        let cx = Ctxt::new();
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[limit(len = 10, size = 1_000)])];
+        let l = limits(&cx, &attrs);
+        assert_eq!((l.len, l.size), (Some(10), Some(1000)));
+        assert!(cx.check().is_ok());
+        for bad in [
+            quote!(#[limit(count = 3)]),
+            quote!(#[limit(len = "3")]),
+            quote!(#[limit]),
+            quote!(#[limit(len = 1, len = 2)]),
+        ] {
+            let cx = Ctxt::new();
+            let attrs: Vec<Attribute> = vec![parse_quote!(#bad)];
+            limits(&cx, &attrs);
+            assert!(cx.check().is_err(), "{bad}");
+        }
     }
 
     #[test]

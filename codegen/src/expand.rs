@@ -18,7 +18,7 @@
 //! what the output means. The one exception is the `Box` that `async_trait` itself emits
 //! unqualified (dtolnay/async-trait#132).
 
-use crate::ast::{Interface, Method};
+use crate::ast::{Arg, Interface, Method};
 use crate::attr::{self, TraitArgs};
 use crate::fallback;
 use crate::valid::{self, Ctxt};
@@ -114,6 +114,7 @@ fn trait_def(iface: &Interface<'_>) -> TokenStream {
     for trait_item in &mut item.items {
         if let TraitItem::Fn(method) = trait_item {
             attr::strip_oneway(&mut method.attrs);
+            attr::strip_limits(&mut method.sig);
         }
     }
     let has = |name: &str| {
@@ -176,10 +177,14 @@ fn method_schema(method: &Method<'_>) -> TokenStream {
     let args = method.args.iter().map(|arg| {
         let name = arg_ident(arg).unraw().to_string();
         let ty = arg.ty.to_token_stream().to_string();
+        let max_len = option_u64(arg.limits.len);
+        let max_size = option_u64(arg.limits.size);
         quote! {
             ::oxrmi::__private::ArgSchema {
                 name: ::oxrmi::__private::Cow::Borrowed(#name),
                 ty: ::oxrmi::__private::Cow::Borrowed(#ty),
+                max_len: #max_len,
+                max_size: #max_size,
             }
         }
     });
@@ -222,8 +227,10 @@ fn stub_impl(iface: &Interface<'_>) -> TokenStream {
 /// awaits the call (or the one-way send).
 fn stub_method(method: &Method<'_>) -> TokenStream {
     // The signature as written, except that `mut n` becomes `n`: the stub never mutates an
-    // argument, and `mut` would draw an `unused_mut` warning in the user's crate.
+    // argument, and `mut` would draw an `unused_mut` warning in the user's crate. `#[limit]`
+    // is the receiver's business, not the stub's.
     let mut sig = method.sig.clone();
+    attr::strip_limits(&mut sig);
     for input in &mut sig.inputs {
         if let FnArg::Typed(typed) = input
             && let Pat::Ident(PatIdent { ident, .. }) = &*typed.pat
@@ -328,6 +335,28 @@ fn trace_method(method: &Method<'_>) -> TokenStream {
     }
 }
 
+/// `Some(n)` or `None` as tokens.
+fn option_u64(n: Option<u64>) -> TokenStream {
+    match n {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// Decoding one argument: `next` for an argument without limits, `next_limited` with them.
+fn decode_arg(arg: &Arg<'_>) -> TokenStream {
+    let name = arg_ident(arg).unraw().to_string();
+    let ty = arg.ty;
+    if arg.limits.len.is_none() && arg.limits.size.is_none() {
+        return quote!(__a.next::<#ty>(#name)?);
+    }
+    let len = option_u64(arg.limits.len);
+    let size = option_u64(arg.limits.size);
+    quote! {
+        __a.next_limited::<#ty>(#name, ::oxrmi::__private::ArgLimit { len: #len, size: #size })?
+    }
+}
+
 /// One arm of the dispatch `match`: decode every argument synchronously (so a malformed call
 /// fails before any future exists), then call the trait method through UFCS, which an inherent
 /// method of the same name cannot shadow.
@@ -337,7 +366,7 @@ fn dispatch_arm(iface: &Interface<'_>, method: &Method<'_>) -> TokenStream {
     let name = method.ident.unraw().to_string();
     let count = method.args.len();
     let idents: Vec<_> = method.args.iter().map(arg_ident).collect();
-    let arg_names = idents.iter().map(|ident| ident.unraw().to_string());
+    let decodes = method.args.iter().map(decode_arg);
     let tys: Vec<_> = method.args.iter().map(|arg| arg.ty).collect();
     let decoder = if count == 0 {
         quote!(let _ = __ctx.args(__args, #name, #count)?;)
@@ -353,7 +382,7 @@ fn dispatch_arm(iface: &Interface<'_>, method: &Method<'_>) -> TokenStream {
         #name => {
             let __decoded = (|| -> ::core::result::Result<(#(#tys,)*), ::oxrmi::RemoteError> {
                 #decoder
-                ::core::result::Result::Ok((#(__a.next::<#tys>(#arg_names)?,)*))
+                ::core::result::Result::Ok((#(#decodes,)*))
             })();
             ::core::option::Option::Some(match __decoded {
                 ::core::result::Result::Ok((#(#idents,)*)) => {

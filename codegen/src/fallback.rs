@@ -21,6 +21,7 @@ pub(crate) fn remote_trait(item: &ItemTrait, err: syn::Error) -> TokenStream {
     for trait_item in &mut item.items {
         if let TraitItem::Fn(method) = trait_item {
             attr::strip_oneway(&mut method.attrs);
+            attr::strip_limits(&mut method.sig);
             method.sig.variadic = None;
             method.sig.constness = None;
         }

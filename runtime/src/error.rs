@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// [`NoSuchMethod`](Self::NoSuchMethod), [`WrongInterface`](Self::WrongInterface)), a failure
 /// worth retrying ([`Timeout`](Self::Timeout), [`ConnectionRefused`](Self::ConnectionRefused),
 /// [`ConnectionLost`](Self::ConnectionLost), [`Overloaded`](Self::Overloaded)), or a bug to fix ([`Marshalling`](Self::Marshalling),
-/// [`Panic`](Self::Panic), [`Protocol`](Self::Protocol)).
+/// [`Panic`](Self::Panic), [`Protocol`](Self::Protocol)), or a value too large for the receiver
+/// ([`LimitExceeded`](Self::LimitExceeded)).
 ///
 /// It is serializable: a server sends it to the caller as it is. Application errors are not
 /// wrapped in it; they arrive as the method's own error type.
@@ -132,6 +133,16 @@ pub enum RemoteError {
         /// Its value.
         limit: u64,
     },
+    /// A value exceeded a decoding limit of the receiver: the size a message may decode into,
+    /// the length of a collection, or a limit the interface declares on an argument
+    /// (`#[limit(len = N)]`). Not transient: the same value is refused again.
+    #[error("{what} exceeds its limit of {limit}")]
+    LimitExceeded {
+        /// Which value and which limit: `the length of argument `items` of `put``.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl RemoteError {
@@ -206,6 +217,10 @@ mod tests {
             RemoteError::Overloaded {
                 what: "w".into(),
                 limit: 1,
+            },
+            RemoteError::LimitExceeded {
+                what: "w".into(),
+                limit: 2,
             },
         ];
         for e in all {

@@ -10,7 +10,7 @@ use crate::RemoteError;
 pub(crate) const MAGIC: [u8; 6] = *b"OXRMI\0";
 
 /// The protocol version this runtime speaks. A peer speaking another gets an error frame.
-pub(crate) const PROTOCOL_VERSION: u16 = 4;
+pub(crate) const PROTOCOL_VERSION: u16 = 5;
 
 /// Bytes in the preamble: magic and a big-endian `u16` version.
 pub(crate) const PREAMBLE_LEN: usize = 8;

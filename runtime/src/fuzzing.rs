@@ -470,6 +470,50 @@ fn decode_message(live: &Live, frame: &[u8]) {
     }
 }
 
+/// A recursive value with a large inline part, the worst case for a decoder that pre-allocates
+/// from length headers.
+#[derive(Debug, serde::Deserialize)]
+pub struct Wide {
+    /// Inline bytes, as an array of 32 numbers.
+    pub inline: [u64; 32],
+    /// More of the same.
+    pub children: Vec<Wide>,
+}
+
+/// Decodes `data` as several types through the decode budget ([`crate::budget`]) with the given
+/// limits, as the runtime decodes every argument and result; returns how many of them decoded.
+/// For the property test that decoding arbitrary bytes stays within its bounds.
+pub fn bounded_decode(data: &[u8], max_decoded: u64, max_len: u64) -> usize {
+    use crate::budget::{Budget, Counted, DecodeLimits};
+    fn one<T: serde::de::DeserializeOwned>(data: &[u8], limits: DecodeLimits) -> bool {
+        let budget = Budget::new(limits);
+        let mut de = rmp_serde::Deserializer::from_read_ref(data);
+        de.set_max_depth(marshal::MAX_DEPTH);
+        T::deserialize(Counted {
+            inner: &mut de,
+            budget: &budget,
+            top: None,
+        })
+        .is_ok()
+    }
+    let limits = DecodeLimits {
+        max_decoded,
+        max_len,
+    };
+    [
+        one::<Vec<String>>(data, limits),
+        one::<Nested>(data, limits),
+        one::<std::collections::HashMap<String, Vec<u64>>>(data, limits),
+        one::<Vec<Vec<Vec<u8>>>>(data, limits),
+        one::<Wide>(data, limits),
+        one::<Vec<Option<Box<Choice>>>>(data, limits),
+        one::<RemoteError>(data, limits),
+    ]
+    .into_iter()
+    .filter(|ok| *ok)
+    .count()
+}
+
 /// Decodes a reply payload as the stub does for each method of [`FuzzTarget`].
 fn reply_payload(ctx: &MarshalCtx, status: Status, bytes: &[u8]) {
     let what = || "a fuzzed reply".to_string();

@@ -102,6 +102,8 @@ pub(crate) struct LeaseTable {
     holders: Mutex<IdMap<RuntimeId, Holder>>,
     next_epoch: AtomicU64,
     duration: Duration,
+    /// Most objects one holder may hold leases on.
+    max_per_holder: usize,
     /// Renewals received, for introspection (and the test that renewals are batched).
     pub(crate) renewals: AtomicU64,
     /// Release messages received.
@@ -109,11 +111,12 @@ pub(crate) struct LeaseTable {
 }
 
 impl LeaseTable {
-    pub(crate) fn new(duration: Duration) -> Self {
+    pub(crate) fn new(duration: Duration, max_per_holder: usize) -> Self {
         LeaseTable {
             holders: Mutex::default(),
             next_epoch: AtomicU64::new(1),
             duration,
+            max_per_holder,
             renewals: AtomicU64::new(0),
             releases: AtomicU64::new(0),
         }
@@ -123,20 +126,37 @@ impl LeaseTable {
         self.duration
     }
 
-    /// A reference to `id` goes to `peer`: count it. Returns the epoch to write in it.
-    pub(crate) fn sent(&self, objects: &ObjectTable, peer: RuntimeId, id: ObjId) -> u64 {
+    /// A reference to `id` goes to `peer`: count it. Returns the epoch to write in it, or
+    /// `LimitExceeded` if `peer` holds leases on as many objects as it may already.
+    pub(crate) fn sent(
+        &self,
+        objects: &ObjectTable,
+        peer: RuntimeId,
+        id: ObjId,
+    ) -> Result<u64, RemoteError> {
         let mut holders = lock(&self.holders);
         let holder = holders.entry(peer).or_insert_with(|| Holder {
             epoch: self.next_epoch.fetch_add(1, Ordering::Relaxed),
             expires: Instant::now() + self.duration,
             objects: IdMap::default(),
         });
+        if holder.objects.len() >= self.max_per_holder && !holder.objects.contains_key(&id) {
+            let limit = self.max_per_holder as u64;
+            if holder.objects.is_empty() {
+                holders.remove(&peer);
+            }
+            tracing::warn!(%peer, limit, "refused to lease one more object to a holder at its limit");
+            return Err(RemoteError::LimitExceeded {
+                what: format!("the objects runtime {peer} holds leases on"),
+                limit,
+            });
+        }
         let count = holder.objects.entry(id).or_insert(0);
         if *count == 0 {
             objects.add_holder(id);
         }
         *count += 1;
-        holder.epoch
+        Ok(holder.epoch)
     }
 
     /// `peer` gives back references; returns the objects no holder counts any more (to be dropped
@@ -239,7 +259,7 @@ impl LeaseService for LeaseEndpoint {
                 object: object.to_string(),
             });
         }
-        Ok(rt.leases.sent(&rt.objects, peer, object))
+        rt.leases.sent(&rt.objects, peer, object)
     }
 
     async fn release(&self, released: Vec<Released>) -> Result<(), RemoteError> {
@@ -282,6 +302,8 @@ pub(crate) struct Holdings {
     next_transit: AtomicU64,
     /// When each owner was last sent a renewal.
     renewed: Mutex<IdMap<RuntimeId, Instant>>,
+    /// Per peer runtime, how many of the stubs in `imports` came from references it sent.
+    pub(crate) introduced: Mutex<IdMap<RuntimeId, usize>>,
 }
 
 struct PendingReleases {

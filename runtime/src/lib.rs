@@ -55,6 +55,7 @@ extern crate self as oxrmi;
 mod auth;
 pub mod authorize;
 pub mod blocking;
+mod budget;
 mod buffers;
 mod child;
 mod connection;
@@ -85,6 +86,7 @@ mod transport;
 pub mod types;
 mod unwind;
 
+pub use budget::{DEFAULT_MAX_COLLECTION_LEN, DEFAULT_MAX_DECODED_SIZE};
 pub use child::{Bootstrap, ChildProcess};
 pub use context::{Caller, with_timeout};
 pub use endpoint::{Endpoint, ObjectUrl};
@@ -94,14 +96,20 @@ pub use id::{InvalidRuntimeId, ObjId, RuntimeId};
 pub use lease::DEFAULT_LEASE;
 pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};
-pub use runtime::{DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, Runtime, RuntimeBuilder};
+pub use runtime::{
+    DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDLES_PER_PEER,
+    DEFAULT_MAX_LEASES_PER_PEER, Runtime, RuntimeBuilder,
+};
 
 /// Marks a remote interface (on a trait) or an implementation of one (on an impl).
 ///
 /// On a trait, every method must be `async fn name(&self, ..) -> Result<T, E>` with serde
 /// arguments and `T`, and `E: From<RemoteError>` plus serde; `#[oneway]` marks a method whose
 /// caller does not wait (its `T` must be `()`). `#[remote(name = "pkg.Name")]` sets the
-/// interface's wire name (default: `module::path::Trait`).
+/// interface's wire name (default: `module::path::Trait`). `#[limit(len = N, size = M)]` on an
+/// argument bounds it while it is decoded on the receiving side: `len`, the elements, entries or
+/// bytes of its outermost collection, string or byte buffer; `size`, the bytes it may decode
+/// into. A call beyond them fails with [`RemoteError::LimitExceeded`] naming the argument.
 ///
 /// It writes the client stub, the server dispatch and the interface's [`schema`].
 pub use oxrmi_codegen::remote;
@@ -117,6 +125,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 #[doc(hidden)]
 pub mod __private {
     pub use crate::BoxFuture;
+    pub use crate::budget::ArgLimit;
     pub use crate::fuzzing;
     pub use crate::marshal::{ArgsDecoder, ArgsEncoder, CallCtx, Outcome, failed};
     pub use crate::remote::{Interface, Wrap};

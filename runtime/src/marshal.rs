@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::budget::{ArgLimit, Budget, Counted};
 use crate::connection::Connection;
 use crate::id::CallId;
 use crate::message::{self, Status};
@@ -28,6 +29,23 @@ thread_local! {
     static CURRENT: RefCell<Option<MarshalCtx>> = const { RefCell::new(None) };
     /// Set while types are traced ([`tracing`]): a `Remote` then decodes to a placeholder.
     static TRACING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// A limit that stopped the value being encoded or decoded on this thread ([`raise`]).
+    static RAISED: RefCell<Option<RemoteError>> = const { RefCell::new(None) };
+}
+
+/// Passes `e` through, remembering it if it is a limit (`LimitExceeded`) met while encoding or
+/// decoding a reference: serde carries only a message, and the codec's error is then this
+/// typed one again rather than a `Marshalling` error.
+pub(crate) fn raise(e: RemoteError) -> RemoteError {
+    if matches!(e, RemoteError::LimitExceeded { .. }) {
+        RAISED.with(|r| *r.borrow_mut() = Some(e.clone()));
+    }
+    e
+}
+
+/// The limit [`raise`]d by the last encode or decode on this thread, if any (and forgets it).
+fn raised() -> Option<RemoteError> {
+    RAISED.with(|r| r.borrow_mut().take())
 }
 
 /// Runs `f` with `ctx` current and in tracing mode, where a `Remote` being decoded records its
@@ -122,32 +140,67 @@ impl ArgsEncoder {
         value: &A,
     ) -> Result<(), RemoteError> {
         let buf = &mut self.buf;
+        raised();
         self.ctx
             .enter(|| value.serialize(&mut rmp_serde::Serializer::new(&mut *buf)))
-            .map_err(|e| RemoteError::Marshalling {
-                what: format!("argument `{name}`"),
-                detail: e.to_string(),
+            .map_err(|e| {
+                raised().unwrap_or_else(|| RemoteError::Marshalling {
+                    what: format!("argument `{name}`"),
+                    detail: e.to_string(),
+                })
             })
     }
 }
 
-/// Decodes a method's arguments, one by one so an error can name the argument.
+/// Decodes a method's arguments, one by one so an error can name the argument, all of them
+/// within one decode [`Budget`].
 #[doc(hidden)]
 pub struct ArgsDecoder<'a> {
     de: rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'a, [u8]>>,
     method: &'static str,
     ctx: &'a MarshalCtx,
+    budget: Budget,
 }
 
 impl ArgsDecoder<'_> {
     /// Decodes the next argument.
     pub fn next<A: DeserializeOwned>(&mut self, name: &'static str) -> Result<A, RemoteError> {
+        self.next_limited(name, ArgLimit::default())
+    }
+
+    /// Decodes the next argument within the limits its interface declares on it.
+    pub fn next_limited<A: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        limit: ArgLimit,
+    ) -> Result<A, RemoteError> {
         let de = &mut self.de;
+        let budget = &self.budget;
+        budget.start_arg(limit.size);
+        raised();
         self.ctx
-            .enter(|| A::deserialize(de))
-            .map_err(|e| RemoteError::Marshalling {
-                what: format!("argument `{name}` of `{}`", self.method),
-                detail: e.to_string(),
+            .enter(|| {
+                A::deserialize(Counted {
+                    inner: de,
+                    budget,
+                    top: limit.len,
+                })
+            })
+            .map_err(|e| {
+                let what = format!("argument `{name}` of `{}`", self.method);
+                if let Some(e) = raised() {
+                    return e;
+                }
+                match budget.exceeded() {
+                    Some(why) => {
+                        tracing::warn!(%why, "refused {what}: it {why}");
+                        why.error(&what)
+                    }
+                    None => RemoteError::Marshalling {
+                        what,
+                        detail: e.to_string(),
+                    },
+                }
             })
     }
 }
@@ -205,6 +258,7 @@ impl CallCtx {
             de,
             method,
             ctx: &self.marshal,
+            budget: Budget::new(self.marshal.rt.config.decode),
         })
     }
 
@@ -226,11 +280,14 @@ impl CallCtx {
     fn reply_frame<V: Serialize>(&self, status: Status, v: &V) -> Result<Vec<u8>, RemoteError> {
         let mut f = message::reply(self.call, status, 0);
         let body = f.body();
+        raised();
         self.marshal
             .enter(|| v.serialize(&mut rmp_serde::Serializer::new(body)))
-            .map_err(|e| RemoteError::Marshalling {
-                what: "the result".into(),
-                detail: e.to_string(),
+            .map_err(|e| {
+                raised().unwrap_or_else(|| RemoteError::Marshalling {
+                    what: "the result".into(),
+                    detail: e.to_string(),
+                })
             })?;
         f.finish(self.max_frame)
     }
@@ -247,19 +304,37 @@ pub fn failed(e: RemoteError) -> BoxFuture<'static, Outcome> {
 /// of 1,024 levels overflows a 2 MiB stack in a debug build. Real data nests a handful of levels.
 pub(crate) const MAX_DEPTH: usize = 128;
 
-/// Decodes a reply payload within `ctx`.
+/// Decodes a reply payload within `ctx`, and within its runtime's decode limits.
 pub(crate) fn decode_value<V: DeserializeOwned>(
     ctx: &MarshalCtx,
     bytes: &[u8],
     what: impl FnOnce() -> String,
 ) -> Result<V, RemoteError> {
+    let budget = Budget::new(ctx.rt.config.decode);
+    raised();
     ctx.enter(|| {
         let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
         de.set_max_depth(MAX_DEPTH);
-        V::deserialize(&mut de)
+        V::deserialize(Counted {
+            inner: &mut de,
+            budget: &budget,
+            top: None,
+        })
     })
-    .map_err(|e| RemoteError::Marshalling {
-        what: what(),
-        detail: e.to_string(),
+    .map_err(|e| {
+        if let Some(e) = raised() {
+            return e;
+        }
+        let what = what();
+        match budget.exceeded() {
+            Some(why) => {
+                tracing::warn!(%why, "refused {what}: it {why}");
+                why.error(&what)
+            }
+            None => RemoteError::Marshalling {
+                what,
+                detail: e.to_string(),
+            },
+        }
     })
 }

@@ -458,7 +458,7 @@ impl AnyRemote {
             AnyInner::Local(e) => {
                 let rt = &ctx.rt;
                 let id = rt.objects.export(e.clone());
-                let lease = rt.leases.sent(&rt.objects, conn.peer(), id);
+                let lease = rt.leases.sent(&rt.objects, conn.peer(), id)?;
                 Ok(ObjRef {
                     runtime: Some(rt.id),
                     object: id,
@@ -503,7 +503,7 @@ impl AnyRemote {
             return Ok(AnyRemote::from_exported(obj));
         }
         Ok(AnyRemote {
-            inner: AnyInner::Remote(StubHandle::import(ctx.rt.clone(), r, ctx.conn.clone())),
+            inner: AnyInner::Remote(StubHandle::import(ctx.rt.clone(), r, ctx.conn.clone())?),
         })
     }
 }
@@ -546,7 +546,9 @@ const NO_CONTEXT: &str =
 impl Serialize for AnyRemote {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ctx = MarshalCtx::current().ok_or_else(|| S::Error::custom(NO_CONTEXT))?;
-        let r = self.to_ref(&ctx).map_err(S::Error::custom)?;
+        let r = self
+            .to_ref(&ctx)
+            .map_err(|e| S::Error::custom(crate::marshal::raise(e)))?;
         s.serialize_newtype_struct(crate::types::REMOTE_NAME, &r)
     }
 }
@@ -579,7 +581,7 @@ impl<'de> serde::de::Visitor<'de> for RefVisitor {
             });
         }
         let r = ObjRef::deserialize(d)?;
-        AnyRemote::from_ref(r, &ctx).map_err(D::Error::custom)
+        AnyRemote::from_ref(r, &ctx).map_err(|e| D::Error::custom(crate::marshal::raise(e)))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<AnyRemote, A::Error> {

@@ -68,6 +68,12 @@ pub(crate) struct Config {
     /// TLS for the gRPC bridge: certificate chain and key (PEM), and the CA that client
     /// certificates must chain to (mutual TLS) if any.
     pub(crate) grpc_tls: Option<GrpcTls>,
+    /// Bounds on what one message from a peer may decode into.
+    pub(crate) decode: crate::budget::DecodeLimits,
+    /// Most of this runtime's objects one peer may hold leases on.
+    pub(crate) max_leases_per_peer: usize,
+    /// Most live handles made from references one peer sent.
+    pub(crate) max_handles_per_peer: usize,
 }
 
 impl Default for Config {
@@ -88,6 +94,9 @@ impl Default for Config {
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             grpc_tls: None,
+            decode: Default::default(),
+            max_leases_per_peer: DEFAULT_MAX_LEASES_PER_PEER,
+            max_handles_per_peer: DEFAULT_MAX_HANDLES_PER_PEER,
         }
     }
 }
@@ -114,6 +123,10 @@ impl std::fmt::Debug for GrpcTls {
 pub const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 4096;
 /// The default of [`RuntimeBuilder::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// The default of [`RuntimeBuilder::max_leases_per_peer`].
+pub const DEFAULT_MAX_LEASES_PER_PEER: usize = 100_000;
+/// The default of [`RuntimeBuilder::max_handles_per_peer`].
+pub const DEFAULT_MAX_HANDLES_PER_PEER: usize = 100_000;
 
 /// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
 ///
@@ -258,6 +271,44 @@ impl RuntimeBuilder {
     /// How long opening a connection may take, handshake included (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The most of this runtime's objects one peer runtime may hold leases on at once (default
+    /// [`DEFAULT_MAX_LEASES_PER_PEER`]): a reference sent to a peer at the limit fails that
+    /// call (or its reply) with [`LimitExceeded`](RemoteError::LimitExceeded) and a log line, so
+    /// a peer that keeps every object a factory hands it cannot grow this process without bound.
+    /// Must be at least 1.
+    pub fn max_leases_per_peer(mut self, n: usize) -> Self {
+        self.config.max_leases_per_peer = n.max(1);
+        self
+    }
+
+    /// The most live handles this runtime keeps from references one peer runtime sent it
+    /// (default [`DEFAULT_MAX_HANDLES_PER_PEER`]), counted per peer that sent them whoever owns
+    /// the objects: a peer sending more is refused with
+    /// [`LimitExceeded`](RemoteError::LimitExceeded) while decoding. Must be at least 1.
+    pub fn max_handles_per_peer(mut self, n: usize) -> Self {
+        self.config.max_handles_per_peer = n.max(1);
+        self
+    }
+
+    /// The most bytes one message from a peer (a call's arguments together, a result, an error)
+    /// may decode into (default [`DEFAULT_MAX_DECODED_SIZE`](crate::DEFAULT_MAX_DECODED_SIZE)):
+    /// each element of a collection counts its type's size, each string or byte buffer its
+    /// length, charged before the memory is taken. A larger value is refused with
+    /// [`LimitExceeded`](RemoteError::LimitExceeded) and a log line, and the connection goes on.
+    pub fn max_decoded_size(mut self, bytes: usize) -> Self {
+        self.config.decode.max_decoded = bytes as u64;
+        self
+    }
+
+    /// The most elements (or entries) one collection in a decoded value may hold (default
+    /// [`DEFAULT_MAX_COLLECTION_LEN`](crate::DEFAULT_MAX_COLLECTION_LEN)); a longer one is
+    /// refused from its length header with [`LimitExceeded`](RemoteError::LimitExceeded),
+    /// before any element is decoded.
+    pub fn max_collection_len(mut self, n: usize) -> Self {
+        self.config.decode.max_len = n as u64;
         self
     }
 
@@ -458,7 +509,7 @@ impl RuntimeBuilder {
         let lease = self.config.lease;
         let inner = Arc::new(RuntimeInner {
             id: RuntimeId::random(),
-            leases: LeaseTable::new(lease),
+            leases: LeaseTable::new(lease, self.config.max_leases_per_peer),
             holdings: Holdings::default(),
             config: self.config,
             handle,

@@ -43,6 +43,13 @@ pub struct ArgSchema {
     pub name: Cow<'static, str>,
     /// Its type, as written.
     pub ty: Cow<'static, str>,
+    /// `#[limit(len = N)]`: most elements, entries or bytes of its outermost collection,
+    /// string or byte buffer, enforced while it is decoded.
+    #[serde(default)]
+    pub max_len: Option<u64>,
+    /// `#[limit(size = N)]`: most bytes it may decode into.
+    #[serde(default)]
+    pub max_size: Option<u64>,
 }
 
 impl InterfaceSchema {
@@ -60,7 +67,14 @@ impl std::fmt::Display for MethodSchema {
         }
         write!(f, "async fn {}(&self", self.name)?;
         for a in self.args.iter() {
-            write!(f, ", {}: {}", a.name, a.ty)?;
+            f.write_str(", ")?;
+            match (a.max_len, a.max_size) {
+                (None, None) => {}
+                (Some(len), None) => write!(f, "#[limit(len = {len})] ")?,
+                (None, Some(size)) => write!(f, "#[limit(size = {size})] ")?,
+                (Some(len), Some(size)) => write!(f, "#[limit(len = {len}, size = {size})] ")?,
+            }
+            write!(f, "{}: {}", a.name, a.ty)?;
         }
         write!(f, ") -> Result<{}, {}>", self.ok, self.err)
     }

@@ -34,6 +34,9 @@ pub(crate) struct StubInner {
     /// Our lease on the object: how many references we received under which epoch. `None` for
     /// objects that are not leased (well-known ones).
     lease: Option<Mutex<Receipts>>,
+    /// The peer whose reference made this stub, counted in `Holdings::introduced` while the
+    /// stub lives.
+    introducer: Option<RuntimeId>,
 }
 
 /// References received from the owner, under one lease epoch.
@@ -110,6 +113,15 @@ impl StubInner {
 
 impl Drop for StubInner {
     fn drop(&mut self) {
+        if let Some(peer) = self.introducer {
+            let mut introduced = lock(&self.rt.holdings.introduced);
+            if let Some(n) = introduced.get_mut(&peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    introduced.remove(&peer);
+                }
+            }
+        }
         let (Some(owner), Some(lease)) = (self.target.runtime, self.lease.as_ref()) else {
             return;
         };
@@ -141,13 +153,18 @@ impl StubHandle {
     /// The handle for a reference read from the wire. `via` is the connection it arrived on: if
     /// it leads to the owner, calls use it (a callback needs no listening port on the owner's
     /// side) and the reference counts in our lease; a reference from a third party is acquired
-    /// from the owner.
-    pub(crate) fn import(rt: Arc<RuntimeInner>, target: ObjRef, via: Option<Connection>) -> Self {
+    /// from the owner. A peer may have made at most `max_handles_per_peer` of this runtime's
+    /// live stubs; beyond that its references are refused with `LimitExceeded`.
+    pub(crate) fn import(
+        rt: Arc<RuntimeInner>,
+        target: ObjRef,
+        via: Option<Connection>,
+    ) -> Result<Self, RemoteError> {
         let Some(owner) = target
             .runtime
             .filter(|_| target.object.0 >= ObjId::FIRST_DYNAMIC)
         else {
-            return Self::unleased(rt, target, via);
+            return Ok(Self::unleased(rt, target, via));
         };
         let from_owner = via.as_ref().is_some_and(|c| c.peer() == owner);
         // A forwarded reference: once we hold a lease of our own, the forwarder may let go.
@@ -166,7 +183,33 @@ impl StubHandle {
                 // Our lease covers this copy already.
                 transit_done(&rt, forwarder, token);
             }
-            return StubHandle { inner };
+            return Ok(StubHandle { inner });
+        }
+        let introducer = via.as_ref().map(Connection::peer);
+        if let Some(peer) = introducer {
+            let mut introduced = lock(&rt.holdings.introduced);
+            let n = introduced.entry(peer).or_insert(0);
+            let limit = rt.config.max_handles_per_peer;
+            if *n >= limit {
+                drop(introduced);
+                tracing::warn!(%peer, limit, "refused a reference from a peer at its limit of handles");
+                if from_owner && target.lease != 0 {
+                    // The owner counted this reference for us: give it back at once.
+                    let released = Released {
+                        object: target.object,
+                        count: 1,
+                        epoch: target.lease,
+                    };
+                    Holdings::release(&rt, owner, &target.endpoints, released);
+                }
+                return Err(RemoteError::LimitExceeded {
+                    what: format!(
+                        "the handles this runtime holds from references runtime {peer} sent"
+                    ),
+                    limit: limit as u64,
+                });
+            }
+            *n += 1;
         }
         let mut receipts = Receipts::default();
         if from_owner {
@@ -179,6 +222,7 @@ impl StubHandle {
             ),
             target,
             lease: Some(Mutex::new(receipts)),
+            introducer,
         });
         imports.insert(key, Arc::downgrade(&inner));
         drop(imports);
@@ -203,7 +247,7 @@ impl StubHandle {
                 }
             });
         }
-        StubHandle { inner }
+        Ok(StubHandle { inner })
     }
 
     /// A handle to an object outside lease accounting.
@@ -216,6 +260,7 @@ impl StubHandle {
                 target,
                 conn: Mutex::new(conn),
                 lease: None,
+                introducer: None,
             }),
         }
     }

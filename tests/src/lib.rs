@@ -567,3 +567,42 @@ pub struct LoadReport {
     /// A few distinct error messages, for the report.
     pub error_samples: Vec<String>,
 }
+
+/// Arguments with declared limits, for the decoding-limit tests.
+#[remote(name = "oxrmi.test.Store")]
+pub trait Store: Send + Sync {
+    /// Stores `values` under `key`; returns how many values the store holds under it.
+    async fn put(
+        &self,
+        #[limit(len = 16)] key: String,
+        #[limit(len = 100, size = 4096)] values: Vec<String>,
+    ) -> Result<usize, RemoteError>;
+    /// How many `values` there are: no declared limit, only the runtime's.
+    async fn count(&self, values: Vec<String>) -> Result<usize, RemoteError>;
+    /// `n` empty strings: a reply that decodes into far more than its size on the wire.
+    async fn blanks(&self, n: u64) -> Result<Vec<String>, RemoteError>;
+}
+
+/// A [`Store`] in memory.
+#[derive(Default)]
+pub struct TestStore {
+    values: Mutex<std::collections::HashMap<String, Vec<String>>>,
+}
+
+#[remote]
+impl Store for TestStore {
+    async fn put(&self, key: String, values: Vec<String>) -> Result<usize, RemoteError> {
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let held = map.entry(key).or_default();
+        held.extend(values);
+        Ok(held.len())
+    }
+
+    async fn count(&self, values: Vec<String>) -> Result<usize, RemoteError> {
+        Ok(values.len())
+    }
+
+    async fn blanks(&self, n: u64) -> Result<Vec<String>, RemoteError> {
+        Ok(vec![String::new(); n.min(10_000_000) as usize])
+    }
+}

@@ -85,7 +85,7 @@ behaviour!(
         let ep: oxrmi::Endpoint = server.endpoint().parse().unwrap();
         // A raw peer: a hello with a challenge, then a call straight away, no answer.
         let mut s = RawLink::connect(&ep).await.unwrap();
-        let mut hello = b"OXRMI\0\x00\x04".to_vec();
+        let mut hello = b"OXRMI\0\x00\x05".to_vec();
         let mut body = vec![0x01, 0x94, 0xc4, 0x10];
         body.extend_from_slice(&[0xab; 16]);
         body.extend_from_slice(&[0x90, 0xc4, 0x20]);

@@ -35,7 +35,7 @@ async fn read_to_close(s: &mut RawLink) -> Vec<u8> {
 
 /// Our preamble and a minimal hello frame: `[runtime id (16 bytes), [], nil, lease 1000 ms]`.
 fn handshake() -> Vec<u8> {
-    let mut v = b"OXRMI\0\x00\x04".to_vec();
+    let mut v = b"OXRMI\0\x00\x05".to_vec();
     let mut body = vec![0x01, 0x94, 0xc4, 0x10];
     body.extend_from_slice(&[0xab; 16]);
     body.extend_from_slice(&[0x90, 0xc0, 0xcd, 0x03, 0xe8]);
@@ -83,7 +83,7 @@ behaviour!(
         s.write_all(&hs).await.unwrap();
         let reply = read_to_close(&mut s).await;
         assert!(
-            reply.starts_with(b"OXRMI\0\x00\x04"),
+            reply.starts_with(b"OXRMI\0\x00\x05"),
             "the server sends its own preamble first"
         );
         assert!(

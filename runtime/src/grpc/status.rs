@@ -16,7 +16,7 @@ use crate::RemoteError;
 /// | `Timeout` | `DEADLINE_EXCEEDED` |
 /// | `ConnectionRefused`, `ConnectionLost`, `Unreachable`, `Shutdown` | `UNAVAILABLE` |
 /// | `AccessDenied` | `PERMISSION_DENIED` |
-/// | `Overloaded` | `RESOURCE_EXHAUSTED` |
+/// | `Overloaded`, `LimitExceeded` | `RESOURCE_EXHAUSTED` |
 /// | `InvalidEndpoint` | `INVALID_ARGUMENT` |
 /// | `Marshalling`, `Panic`, `Protocol`, `Setup` | `INTERNAL` |
 pub fn code_for(e: &RemoteError) -> Code {
@@ -31,7 +31,9 @@ pub fn code_for(e: &RemoteError) -> Code {
         | RemoteError::Unreachable { .. }
         | RemoteError::Shutdown => Code::Unavailable,
         RemoteError::AccessDenied { .. } => Code::PermissionDenied,
-        RemoteError::Overloaded { .. } => Code::ResourceExhausted,
+        RemoteError::Overloaded { .. } | RemoteError::LimitExceeded { .. } => {
+            Code::ResourceExhausted
+        }
         RemoteError::InvalidEndpoint { .. } => Code::InvalidArgument,
         RemoteError::Marshalling { .. }
         | RemoteError::Panic { .. }

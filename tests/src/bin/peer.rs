@@ -188,6 +188,35 @@ async fn main() -> anyhow::Result<()> {
             wait_for_stdin_eof().await;
             rt.shutdown();
         }
+        ["serve-leases", max] => {
+            // As `serve` on TCP, letting each peer hold leases on at most MAX objects.
+            let builder = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .max_leases_per_peer(max.parse()?);
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["serve-store", max_decoded, max_len] => {
+            // A `Store` bound as `store` on TCP, decoding within MAX_DECODED bytes per message
+            // and MAX_LEN elements per collection.
+            let rt = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .max_decoded_size(max_decoded.parse()?)
+                .max_collection_len(max_len.parse()?)
+                .registry()
+                .start()
+                .await?;
+            rt.bind(
+                "store",
+                Remote::<dyn oxrmi_tests::Store>::new(oxrmi_tests::TestStore::default()),
+            )
+            .await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
         ["serve-grpc-tls", dir] => {
             // As `serve-grpc`, the bridge over TLS with DIR/server.pem and DIR/server.key, and
             // client certificates required to chain to DIR/ca.pem (mutual TLS).
