@@ -19,6 +19,7 @@ mod hostile;
 mod lifetimes;
 mod limits;
 mod load;
+mod netns;
 mod path_choice;
 mod pipes;
 mod references;
