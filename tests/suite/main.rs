@@ -13,6 +13,7 @@ mod calls;
 mod concurrency;
 mod deadlines;
 mod errors;
+mod faults;
 mod grpc;
 mod grpc_python;
 mod hostile;
