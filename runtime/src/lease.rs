@@ -507,5 +507,7 @@ pub(crate) async fn housekeeping(rt: Weak<RuntimeInner>, period: Duration) {
         drop(gone);
         rt.objects.sweep();
         rt.holdings.drop_expired_transit();
+        // Names bound by URL in a registry that restarted are bound again.
+        crate::registry::OwnedNames::check(&rt);
     }
 }

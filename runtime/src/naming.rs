@@ -89,24 +89,21 @@ pub async fn lookup<T: ?Sized + Interface>(url: &str) -> Result<Remote<T>, Remot
         .downcast()
 }
 
-/// Binds `object` under the name in `url`; fails if the name is taken.
+/// Binds `object` under the name in `url`; fails if the name is taken. The default runtime binds
+/// it again if that registry restarts, until [`unbind`] ([`Runtime::bind_url`]).
 pub async fn bind(url: &str, object: impl Into<AnyRemote>) -> Result<(), RemoteError> {
-    let (reg, url) = registry_of(url)?;
-    reg.bind(url.require_name()?.to_string(), object.into())
-        .await
+    default_runtime().bind_url(url, object).await
 }
 
-/// Binds `object` under the name in `url`, replacing any earlier binding.
+/// Binds `object` under the name in `url`, replacing any earlier binding; bound again if that
+/// registry restarts, as with [`bind`].
 pub async fn rebind(url: &str, object: impl Into<AnyRemote>) -> Result<(), RemoteError> {
-    let (reg, url) = registry_of(url)?;
-    reg.rebind(url.require_name()?.to_string(), object.into())
-        .await
+    default_runtime().rebind_url(url, object).await
 }
 
-/// Removes the name in `url` from its registry.
+/// Removes the name in `url` from its registry (and stops binding it again).
 pub async fn unbind(url: &str) -> Result<(), RemoteError> {
-    let (reg, url) = registry_of(url)?;
-    reg.unbind(url.require_name()?.to_string()).await
+    default_runtime().unbind_url(url).await
 }
 
 /// Every binding of the registry at `url` (`tcp://host:port`; a name, if given, is ignored).

@@ -2,15 +2,20 @@
 //!
 //! [`Registry`] is an ordinary remote interface (the first user of `#[remote]`), served by any
 //! runtime built with `.registry()` under the well-known object id 1, so it is reached with an
-//! endpoint alone: [`locate`].
+//! endpoint alone: [`locate`]. A registry keeps its bindings in memory; names bound by URL
+//! ([`Runtime::bind_url`]) are bound again by their owners when it restarts (`OwnedNames`).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use crate::endpoint::Endpoint;
-use crate::{AnyRemote, Caller, Remote, RemoteError, remote};
+use crate::endpoint::{Endpoint, ObjectUrl};
+use crate::id::RuntimeId;
+use crate::runtime::RuntimeInner;
+use crate::{AnyRemote, Caller, Remote, RemoteError, Runtime, remote};
 
 /// One name in a registry and the interface of the object bound to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +154,224 @@ impl Registry for RegistryService {
     }
 }
 
+/// The default of [`RuntimeBuilder::rebind_interval`](crate::RuntimeBuilder::rebind_interval).
+pub const DEFAULT_REBIND_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Names a runtime bound in registries by URL ([`Runtime::bind_url`], [`Runtime::rebind_url`],
+/// and so [`crate::bind`] and [`crate::rebind`]), so it can bind them again when their registry
+/// restarts (a registry keeps its bindings in memory only: its owners re-register).
+///
+/// Each name remembers the runtime that served the registry when the name was last bound there.
+/// Every [`rebind_interval`](crate::RuntimeBuilder::rebind_interval) the lease housekeeping asks
+/// [`OwnedNames::check`]: while a live connection to each registry's endpoint leads to that same
+/// runtime, nothing is sent. Otherwise one task per endpoint dials it; if another runtime answers
+/// (the registry restarted), each of our names is bound there again with `bind`, never `rebind`,
+/// so a name someone else bound meanwhile stays theirs (and we forget ours, with a warning).
+#[derive(Default)]
+pub(crate) struct OwnedNames {
+    state: Mutex<OwnedState>,
+}
+
+#[derive(Default)]
+struct OwnedState {
+    /// Per registry endpoint, the names we bound there.
+    registries: HashMap<Endpoint, EndpointNames>,
+    /// When the last check ran.
+    last_check: Option<Instant>,
+}
+
+#[derive(Default)]
+struct EndpointNames {
+    /// Name → our object and the registry runtime it was last bound in.
+    names: BTreeMap<String, (AnyRemote, RuntimeId)>,
+    /// A check task runs for this endpoint: one at a time.
+    checking: bool,
+}
+
+impl OwnedNames {
+    fn state(&self) -> std::sync::MutexGuard<'_, OwnedState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, ep: &Endpoint, name: String, object: AnyRemote, served_by: RuntimeId) {
+        self.state()
+            .registries
+            .entry(ep.clone())
+            .or_default()
+            .names
+            .insert(name, (object, served_by));
+    }
+
+    fn forget(&self, ep: &Endpoint, name: &str) {
+        let mut s = self.state();
+        if let Some(e) = s.registries.get_mut(ep) {
+            e.names.remove(name);
+            if e.names.is_empty() && !e.checking {
+                s.registries.remove(ep);
+            }
+        }
+    }
+
+    /// One round of housekeeping: at most every `rebind_interval`, starts a check of each
+    /// registry endpoint whose live connection (if any) does not lead to the runtime our names
+    /// were bound in.
+    pub(crate) fn check(rt: &Arc<RuntimeInner>) {
+        let now = Instant::now();
+        let due: Vec<Endpoint> = {
+            let mut s = rt.owned_names.state();
+            if s.registries.is_empty()
+                || s.last_check
+                    .is_some_and(|t| now.saturating_duration_since(t) < rt.config.rebind_interval)
+            {
+                return;
+            }
+            s.last_check = Some(now);
+            s.registries
+                .iter_mut()
+                .filter(|(ep, e)| {
+                    !e.checking
+                        && match rt.conns.by_endpoint(ep) {
+                            Some(c) => e.names.values().any(|(_, id)| *id != c.peer()),
+                            None => true,
+                        }
+                })
+                .map(|(ep, e)| {
+                    e.checking = true;
+                    ep.clone()
+                })
+                .collect()
+        };
+        for ep in due {
+            let rt2 = rt.clone();
+            rt.handle.spawn(async move {
+                rebind_at(&rt2, &ep).await;
+                let mut s = rt2.owned_names.state();
+                if let Some(e) = s.registries.get_mut(&ep) {
+                    e.checking = false;
+                    if e.names.is_empty() {
+                        s.registries.remove(&ep);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Binds our names at `ep` again where the registry there is not the one they were bound in.
+async fn rebind_at(rt: &Arc<RuntimeInner>, ep: &Endpoint) {
+    let served_by = match rt.dial(ep).await {
+        Ok(c) => c.peer(),
+        Err(e) => {
+            tracing::debug!(%ep, error = %e, "registry unreachable; our names there wait");
+            return;
+        }
+    };
+    let stale: Vec<(String, AnyRemote)> = match rt.owned_names.state().registries.get(ep) {
+        Some(e) => e
+            .names
+            .iter()
+            .filter(|(_, (_, id))| *id != served_by)
+            .map(|(n, (o, _))| (n.clone(), o.clone()))
+            .collect(),
+        None => return,
+    };
+    let reg = Runtime { inner: rt.clone() }.registry_at(ep);
+    for (name, object) in stale {
+        let outcome = match reg.bind(name.clone(), object.clone()).await {
+            Ok(()) => Ok(true),
+            // Bound already: ours (bound meanwhile by another path) or someone else's.
+            Err(RemoteError::AlreadyBound { .. }) => {
+                reg.lookup(name.clone()).await.map(|found| found == object)
+            }
+            Err(e) => Err(e),
+        };
+        let mut s = rt.owned_names.state();
+        let Some(entry) = s
+            .registries
+            .get_mut(ep)
+            .and_then(|e| e.names.get_mut(&name))
+            // Forgotten or bound again by the owner meanwhile: that call decides.
+            .filter(|(o, _)| *o == object)
+        else {
+            continue;
+        };
+        match outcome {
+            Ok(true) => {
+                tracing::info!(%ep, %name, registry = %served_by, "bound again in a restarted registry");
+                entry.1 = served_by;
+            }
+            Ok(false) => {
+                tracing::warn!(%ep, %name, "the restarted registry has another object under our name; forgetting ours");
+                if let Some(e) = s.registries.get_mut(ep) {
+                    e.names.remove(&name);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%ep, %name, error = %e, "could not bind again; retrying later")
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Binds `object` under the name in `url` (`tcp://host:port/name`) in the registry there;
+    /// fails with `AlreadyBound` if the name is taken. The runtime remembers the name and binds
+    /// it again if that registry restarts (see [`rebind_interval`]); it keeps `object` alive
+    /// until [`unbind_url`](Self::unbind_url).
+    ///
+    /// [`rebind_interval`]: crate::RuntimeBuilder::rebind_interval
+    pub async fn bind_url(
+        &self,
+        url: &str,
+        object: impl Into<AnyRemote>,
+    ) -> Result<(), RemoteError> {
+        self.write_url(url, object.into(), false).await
+    }
+
+    /// As [`bind_url`](Self::bind_url), replacing any earlier binding of the name.
+    pub async fn rebind_url(
+        &self,
+        url: &str,
+        object: impl Into<AnyRemote>,
+    ) -> Result<(), RemoteError> {
+        self.write_url(url, object.into(), true).await
+    }
+
+    /// Removes the name in `url` from the registry there, and forgets it (it is not bound again
+    /// when that registry restarts).
+    pub async fn unbind_url(&self, url: &str) -> Result<(), RemoteError> {
+        let url: ObjectUrl = url.parse()?;
+        let name = url.require_name()?.to_string();
+        self.inner.owned_names.forget(&url.endpoint, &name);
+        self.registry_at(&url.endpoint).unbind(name).await
+    }
+
+    async fn write_url(
+        &self,
+        url: &str,
+        object: AnyRemote,
+        replace: bool,
+    ) -> Result<(), RemoteError> {
+        let url: ObjectUrl = url.parse()?;
+        let name = url.require_name()?.to_string();
+        // The registry's runtime, learnt before the write: if it restarts in between, the
+        // check finds a runtime that differs and makes sure the name is bound there.
+        let served_by = self.inner.dial(&url.endpoint).await?.peer();
+        let reg = self.registry_at(&url.endpoint);
+        if replace {
+            reg.rebind(name.clone(), object.clone()).await?;
+        } else {
+            reg.bind(name.clone(), object.clone()).await?;
+        }
+        self.inner
+            .owned_names
+            .remember(&url.endpoint, name, object, served_by);
+        Ok(())
+    }
+}
+
 /// A handle to the registry served at `endpoint`, through the process-wide default runtime.
 /// No connection is opened until the first call.
 pub fn locate(endpoint: &Endpoint) -> Remote<dyn Registry> {
@@ -172,6 +395,51 @@ mod tests {
 
     fn far() -> tokio::time::Instant {
         tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    fn owned(rt: &Runtime) -> Vec<String> {
+        rt.inner
+            .owned_names
+            .state()
+            .registries
+            .values()
+            .flat_map(|e| e.names.keys().cloned())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn names_bound_by_url_are_remembered_until_unbound() {
+        let registry = Runtime::builder()
+            .listen("tcp://127.0.0.1:0")
+            .registry()
+            .start()
+            .await
+            .unwrap();
+        let owner = Runtime::builder()
+            .listen("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .unwrap();
+        let url = |name: &str| ObjectUrl::of(&registry.endpoints()[0], name).to_string();
+        let object = || Remote::<dyn Registry>::new(RegistryService::new(false));
+        owner.bind_url(&url("x"), object()).await.unwrap();
+        owner.rebind_url(&url("y"), object()).await.unwrap();
+        // A refused bind is not remembered.
+        let e = owner.bind_url(&url("x"), object()).await.unwrap_err();
+        assert_eq!(e, RemoteError::AlreadyBound { name: "x".into() });
+        assert_eq!(owned(&owner), ["x", "y"]);
+        owner.unbind_url(&url("x")).await.unwrap();
+        assert_eq!(owned(&owner), ["y"]);
+        let names: Vec<String> = registry
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["y"]);
+        owner.shutdown();
+        registry.shutdown();
     }
 
     #[tokio::test]

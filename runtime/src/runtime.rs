@@ -74,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) max_leases_per_peer: usize,
     /// Most live handles made from references one peer sent.
     pub(crate) max_handles_per_peer: usize,
+    /// How often names bound by URL are checked for a restarted registry.
+    pub(crate) rebind_interval: Duration,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             decode: Default::default(),
             max_leases_per_peer: DEFAULT_MAX_LEASES_PER_PEER,
             max_handles_per_peer: DEFAULT_MAX_HANDLES_PER_PEER,
+            rebind_interval: crate::registry::DEFAULT_REBIND_INTERVAL,
         }
     }
 }
@@ -343,6 +346,28 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often this runtime checks the registries it bound names in by URL
+    /// ([`Runtime::bind_url`], [`crate::bind`]) for a restart, and binds its names again in a
+    /// restarted one (default [`DEFAULT_REBIND_INTERVAL`](crate::registry::DEFAULT_REBIND_INTERVAL)).
+    /// A check sends nothing while the connection to the registry stays up; a registry that
+    /// restarted has our names back within about this interval after it answers again.
+    pub fn rebind_interval(mut self, interval: Duration) -> Self {
+        self.config.rebind_interval = interval;
+        self
+    }
+
+    /// How long a TCP peer may leave what we sent unacknowledged before the connection is
+    /// presumed dead and closed (default 20 s): calls on it fail with `ConnectionLost` and the
+    /// next call dials afresh. An idle connection is probed after this much silence and closed
+    /// the same way when nobody answers. Without it, a connection whose packets are dropped
+    /// (a partition, a vanished host) would look alive for many minutes, and after a partition
+    /// heals, calls would wait on TCP's backed-off retransmissions. Set it above the longest
+    /// network outage calls should ride out.
+    pub fn dead_peer_timeout(mut self, timeout: Duration) -> Self {
+        self.config.local.tcp_dead_peer = timeout;
+        self
+    }
+
     /// The mode of the socket files of Unix endpoints (default `0o600`: only this user). A wider
     /// mode lets other users reach the file; the credentials check still admits only this user
     /// and those given to [`allow_unix_uid`](Self::allow_unix_uid).
@@ -519,6 +544,7 @@ impl RuntimeBuilder {
             registry: self
                 .registry
                 .then(|| Arc::new(RegistryService::new(remote_writes))),
+            owned_names: Default::default(),
             bootstrap: Arc::new(BootstrapService::default()),
             parent: Mutex::new(None),
             stop,
@@ -597,6 +623,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) holdings: Holdings,
     pub(crate) conns: ConnTable,
     pub(crate) registry: Option<Arc<RegistryService>>,
+    /// Names we bound in registries by URL, bound again when such a registry restarts.
+    pub(crate) owned_names: crate::registry::OwnedNames,
     /// The object offered to a parent or children over their pipes.
     bootstrap: Arc<BootstrapService>,
     /// The parent's runtime, in a child started with `spawn_child`.
@@ -877,7 +905,7 @@ impl ConnTable {
             .cloned()
     }
 
-    fn by_endpoint(&self, ep: &Endpoint) -> Option<Connection> {
+    pub(crate) fn by_endpoint(&self, ep: &Endpoint) -> Option<Connection> {
         self.lock()
             .by_endpoint
             .get(ep)

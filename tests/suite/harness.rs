@@ -124,7 +124,15 @@ enum Proc {
 impl Peer {
     /// Starts `oxrmi-test-peer ARGS..` and waits for its first line on stdout.
     pub(crate) async fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(peer_bin())
+        Peer::start_via(&[peer_bin().to_string()], args).await
+    }
+
+    /// As [`start`](Self::start), with the command line `launcher..` that runs the peer (the
+    /// peer binary itself last, e.g. `ip netns exec NS oxrmi-test-peer`).
+    pub(crate) async fn start_via(launcher: &[String], args: &[&str]) -> Peer {
+        let (program, pre) = launcher.split_first().expect("a launcher");
+        let mut child = Command::new(program)
+            .args(pre)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -54,6 +54,8 @@ pub(crate) struct LocalOptions {
     pub(crate) access: unix::UnixAccess,
     /// How long a shared-memory link spins before it sleeps.
     pub(crate) shm_spin: std::time::Duration,
+    /// How long a TCP peer may leave our data unacknowledged before the connection is dropped.
+    pub(crate) tcp_dead_peer: std::time::Duration,
 }
 
 impl Default for LocalOptions {
@@ -61,6 +63,7 @@ impl Default for LocalOptions {
         LocalOptions {
             access: unix::UnixAccess::default(),
             shm_spin: shm::default_spin(),
+            tcp_dead_peer: tcp::DEFAULT_DEAD_PEER_TIMEOUT,
         }
     }
 }
@@ -78,7 +81,9 @@ impl LocalOptions {
 pub(crate) async fn bind(ep: &Endpoint, local: &LocalOptions) -> io::Result<Box<dyn Listener>> {
     let unix_access = &local.access;
     match ep {
-        Endpoint::Tcp { host, port } => Ok(Box::new(tcp::TcpTransport::bind(host, *port).await?)),
+        Endpoint::Tcp { host, port } => Ok(Box::new(
+            tcp::TcpTransport::bind(host, *port, local.tcp_dead_peer).await?,
+        )),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
         Endpoint::Fifo { path } => Ok(Box::new(fifo::FifoTransport::bind(path, unix_access)?)),
         Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind_with(
@@ -96,7 +101,7 @@ pub(crate) async fn bind(ep: &Endpoint, local: &LocalOptions) -> io::Result<Box<
 /// Connects to `ep`.
 pub(crate) async fn connect(ep: &Endpoint, local: &LocalOptions) -> io::Result<Link> {
     match ep {
-        Endpoint::Tcp { host, port } => tcp::connect(host, *port).await,
+        Endpoint::Tcp { host, port } => tcp::connect(host, *port, local.tcp_dead_peer).await,
         Endpoint::Unix { path } => unix::connect(path).await,
         Endpoint::Fifo { path } => fifo::connect(path).await,
         Endpoint::Shm { path } => shm::connect_with(path, &local.shm()).await,

@@ -42,6 +42,12 @@
 //!   `load` below): TASKS concurrent tasks on one runtime call the `serve-load` server at
 //!   ENDPOINT for SECONDS, then the runtime shuts down and one JSON line
 //!   ([`oxrmi_tests::LoadReport`]) is printed.
+//! - `oxrmi-test-peer dropped URL`: prints `dropped OWNER,..`, the owners of the accounts whose
+//!   `Drop` ran in the bank at URL, and exits.
+//! - `oxrmi-test-peer own-names ENDPOINT REBIND_MS BIND_NAME REBIND_NAME`: binds a fresh counter
+//!   of its own under BIND_NAME (`Runtime::bind_url`) and another under REBIND_NAME
+//!   (`Runtime::rebind_url`) in the registry at ENDPOINT, checking for a restarted registry every
+//!   REBIND_MS; prints `bound` and serves until its standard input closes.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
 
@@ -362,6 +368,36 @@ async fn main() -> anyhow::Result<()> {
             println!("kept");
             wait_for_stdin_eof().await;
             drop(me);
+        }
+        ["dropped", url] => {
+            let rt = oxrmi::Runtime::builder().start().await?;
+            let bank: Remote<dyn Bank> = rt.lookup_url(url).await?;
+            println!("dropped {}", bank.dropped().await?.join(","));
+            rt.shutdown();
+        }
+        ["own-names", endpoint, rebind_ms, bind_name, rebind_name] => {
+            let rt = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .rebind_interval(std::time::Duration::from_millis(rebind_ms.parse()?))
+                .start()
+                .await?;
+            let endpoint: oxrmi::Endpoint = endpoint.parse()?;
+            let url = |name: &str| oxrmi::ObjectUrl::of(&endpoint, name).to_string();
+            rt.bind_url(
+                &url(bind_name),
+                Remote::<dyn Counter>::new(TestCounter::default()),
+            )
+            .await
+            .context("bind_url")?;
+            rt.rebind_url(
+                &url(rebind_name),
+                Remote::<dyn Counter>::new(TestCounter::default()),
+            )
+            .await
+            .context("rebind_url")?;
+            println!("bound");
+            wait_for_stdin_eof().await;
+            rt.shutdown();
         }
         ["calls", url, n, how] => {
             // Sequential calls on one handle, for profiling the call path: through the default
