@@ -55,11 +55,12 @@ fn link(stream: TcpStream) -> io::Result<Link> {
         local_host: Some(local.ip().to_string()),
         peer_is_local_host: same_host(peer.ip(), local.ip()),
         peer_uid: None,
+        peer_subject: None,
     })
 }
 
 /// A peer is on this host if it comes from loopback or from the very address it reached us at.
-fn same_host(peer: IpAddr, local: IpAddr) -> bool {
+pub(crate) fn same_host(peer: IpAddr, local: IpAddr) -> bool {
     peer.is_loopback() || peer == local || peer.to_canonical() == local.to_canonical()
 }
 
