@@ -37,6 +37,7 @@
 //!
 //! # Layout
 //! - [`remote`](macro@remote): the attribute that writes stub, dispatch and schema.
+//! - `context`: [`Caller`] (who calls, [`Identity`]) and deadlines ([`with_timeout`]).
 //! - `remote`: [`Remote`], [`AnyRemote`], [`Interface`]: handles and references.
 //! - `runtime`: [`Runtime`], [`RuntimeBuilder`]: exporting, listening, connecting.
 //! - [`registry`]: the registry interface and service; `naming`: [`lookup`] and friends by URL.
@@ -44,7 +45,7 @@
 //! - `lease`: distributed lifetimes (leases, releases, renewals); [`introspect`]: what a runtime
 //!   exports and who keeps it alive.
 //! - `connection`, `dispatch`, `stub`: a call's way out and back; `frame`, `message`: the wire
-//!   format (`docs/PROTOCOL.md`); `transport`: TCP.
+//!   format (`docs/PROTOCOL.md`); `transport`: TCP, TLS, Unix sockets, FIFOs, shared memory.
 //! - [`schema`]: machine-readable interface descriptions.
 
 #![deny(unsafe_code)]
