@@ -41,6 +41,9 @@ const ACCEPTED_QUEUE: usize = 64;
 /// Large enough for many small frames; a large frame passes through in pieces.
 const WRITE_PIPE: usize = 256 * 1024;
 
+/// The most plaintext one TLS record carries: the pump's read size.
+const TLS_RECORD: usize = 16 * 1024;
+
 /// After refusing a handshake, how long the server waits for the peer to read its alert and
 /// close before it drops the socket: closing with the peer's bytes unread would send a reset
 /// that can overtake the alert, and the peer would see "connection reset" instead of why.
@@ -419,11 +422,16 @@ fn link(stream: TlsStream<TcpStream>) -> io::Result<Link> {
             }
         });
     let (reader, mut tls_writer) = tokio::io::split(stream);
-    let (writer, mut pipe) = tokio::io::duplex(WRITE_PIPE);
+    let (writer, pipe) = tokio::io::duplex(WRITE_PIPE);
     tokio::spawn(async move {
-        // Ends when the connection's writer shuts down (then TLS closes with close_notify),
-        // is dropped, or the stream fails; the connection's writer then fails too.
-        if tokio::io::copy(&mut pipe, &mut tls_writer).await.is_ok() {
+        // Takes what is there in pieces of up to a maximum TLS record, and flushes whenever the
+        // pipe is empty. Ends when the connection's writer shuts down (then TLS closes with
+        // close_notify), is dropped, or the stream fails; the connection's writer then fails too.
+        let mut pipe = tokio::io::BufReader::with_capacity(TLS_RECORD, pipe);
+        if tokio::io::copy_buf(&mut pipe, &mut tls_writer)
+            .await
+            .is_ok()
+        {
             let _ = tls_writer.shutdown().await;
         }
     });
