@@ -132,6 +132,46 @@ async fn lookup_calls_and_callbacks_run_over_tls() {
     rt.shutdown();
 }
 
+/// A reference names its owner's `tls://` endpoint: a third runtime that receives it (here from
+/// a hub over plain TCP) dials the owner over TLS and verifies it as a lookup would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_an_object_behind_tls_is_dialled_over_verified_tls() {
+    let dir = certificates();
+    let hub_server = Peer::serve(crate::harness::Transport::Tcp).await;
+    let keeper = Peer::start(&["keep-tls", &hub_server.url("hub"), dir.to_str().unwrap()]).await;
+    assert_eq!(keeper.first_line, "kept");
+    let rt = client(&dir, Some("ca.pem"), None).await;
+    let hub: Remote<dyn Hub> = rt.lookup_url(&hub_server.url("hub")).await.unwrap();
+    let listeners = hub.listeners().await.unwrap();
+    assert_eq!(listeners.len(), 1);
+    listeners[0]
+        .notify("straight to its owner".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        listeners[0].seen().await.unwrap(),
+        vec!["straight to its owner".to_string()]
+    );
+    assert!(
+        rt.report().connections.iter().any(|c| c.transport == "tls"),
+        "{:?}",
+        rt.report().connections
+    );
+    rt.shutdown();
+    // Trusting another CA, the same reference cannot be reached: the owner's certificate is
+    // checked on this path too.
+    let rt = client(&dir, Some("other-ca.pem"), None).await;
+    let hub: Remote<dyn Hub> = rt.lookup_url(&hub_server.url("hub")).await.unwrap();
+    let listeners = hub.listeners().await.unwrap();
+    match listeners[0].seen().await {
+        Err(RemoteError::AccessDenied { reason }) => {
+            assert!(reason.contains("certificate"), "{reason}")
+        }
+        other => panic!("expected access denied, got {other:?}"),
+    }
+    rt.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_cannot_verify_the_server_is_refused_clearly() {
     let dir = certificates();

@@ -14,6 +14,8 @@
 //!   certificate DIR/server.pem and key DIR/server.key, plus `whoami` (a
 //!   [`oxrmi_tests::Mirror`]) whose calls an authorization check refuses to a certificate of
 //!   `CN=mallory`; with `mutual`, client certificates must chain to DIR/ca.pem.
+//! - `oxrmi-test-peer keep-tls URL DIR`: as `keep URL advertise`, listening on
+//!   `tls://127.0.0.1:0` only, with the certificate DIR/server.pem and key DIR/server.key.
 //! - `oxrmi-test-peer who-from-env URL`: through the default runtime (configured from the
 //!   environment: `OXRMI_TLS_*`), looks up the [`oxrmi_tests::WhoAmI`] at URL and prints what it
 //!   answers.
@@ -230,6 +232,20 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["keep-tls", url, dir] => {
+            let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f));
+            let rt = oxrmi::Runtime::builder()
+                .listen("tls://127.0.0.1:0")
+                .tls_identity(read("server.pem")?, read("server.key")?)
+                .start()
+                .await?;
+            let hub: Remote<dyn Hub> = rt.lookup_url(url).await?;
+            let me = Remote::<dyn Listener>::new(Recorder::default());
+            hub.keep(Some(vec![me.clone()])).await?;
+            println!("kept");
+            wait_for_stdin_eof().await;
+            drop(me);
         }
         ["who-from-env", url] => {
             let who: Remote<dyn WhoAmI> = oxrmi::lookup(url).await?;
