@@ -29,6 +29,7 @@ where
         .block_on(async {
             let rt = Runtime::builder()
                 .shared_secret_from_env()
+                .tls_from_env()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .call_timeout(CALL_TIMEOUT)
                 .start()

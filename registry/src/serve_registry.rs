@@ -28,6 +28,7 @@ async fn serve(args: RegistryArgs) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install().context("cannot install signal handlers")?;
     let mut builder = Runtime::builder()
         .shared_secret_from_env()
+        .tls_from_env()
         .registry()
         .registry_accepts_remote_writes(args.allow_remote_writes);
     for endpoint in &args.listen {

@@ -106,6 +106,7 @@ mod tests {
             address: "192.0.2.1:5000".into(),
             local_host: false,
             uid: None,
+            certificate_subject: None,
         }
     }
 

@@ -175,6 +175,7 @@ impl Runtime {
             local_host: None,
             peer_is_local_host: true,
             peer_uid: None,
+            peer_subject: None,
         };
         let conn = handshake(rt, link).await?;
         let peer = conn.peer();
@@ -273,6 +274,7 @@ pub(crate) async fn connect_parent(
         local_host: None,
         peer_is_local_host: true,
         peer_uid: None,
+        peer_subject: None,
     };
     let conn = handshake(rt, link).await?;
     let parent = conn.peer();

@@ -59,6 +59,8 @@ pub(crate) struct ConnInner {
     pub(crate) peer_is_local_host: bool,
     /// The peer's user, where the transport tells it.
     pub(crate) peer_uid: Option<u32>,
+    /// The subject of the certificate the peer proved in a TLS handshake, if it did.
+    pub(crate) peer_subject: Option<Arc<str>>,
     /// The peer's one-way calls running here.
     oneway_running: std::sync::atomic::AtomicUsize,
     /// The host the peer reached us at, when known.
@@ -407,6 +409,7 @@ pub(crate) async fn establish(
         local_host,
         peer_is_local_host,
         peer_uid,
+        peer_subject,
     } = link;
     let max = rt.config.max_frame;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -438,13 +441,13 @@ pub(crate) async fn establish(
     writer
         .write_all(&out)
         .await
-        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+        .map_err(|e| handshake_io(&peer, e))?;
 
     let mut p = [0u8; PREAMBLE_LEN];
     reader
         .read_exact(&mut p)
         .await
-        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+        .map_err(|e| handshake_io(&peer, e))?;
     if let Err(e) = frame::check_preamble(&p) {
         tracing::warn!(%peer, error = %e, "rejected a peer at the handshake");
         let _ = writer.write_all(&message::error(&e)).await;
@@ -484,6 +487,7 @@ pub(crate) async fn establish(
             peer_addr: peer,
             peer_is_local_host,
             peer_uid,
+            peer_subject,
             oneway_running: Default::default(),
             local_host,
             peer_lease: Duration::from_millis(theirs.lease_ms),
@@ -528,7 +532,19 @@ async fn handshake_frame(
         Err(ReadError::Eof) => Err(RemoteError::lost(format!(
             "{peer} closed during the handshake"
         ))),
-        Err(ReadError::Io(e)) => Err(RemoteError::lost(format!("handshake with {peer}: {e}"))),
+        Err(ReadError::Io(e)) => Err(handshake_io(peer, e)),
+    }
+}
+
+/// The error of a handshake whose transport failed: [`AccessDenied`](RemoteError::AccessDenied)
+/// when the failure is a TLS peer refusing our certificate (with TLS 1.3 a client learns it only
+/// at its first read), else [`ConnectionLost`](RemoteError::ConnectionLost).
+fn handshake_io(peer: &str, e: std::io::Error) -> RemoteError {
+    match crate::transport::tls::refused_certificate(&e) {
+        Some(reason) => RemoteError::AccessDenied {
+            reason: format!("TLS handshake with {peer}: {reason}"),
+        },
+        None => RemoteError::lost(format!("handshake with {peer}: {e}")),
     }
 }
 
@@ -568,7 +584,7 @@ async fn authenticate(
     writer
         .write_all(&message::auth(&answer))
         .await
-        .map_err(|e| RemoteError::lost(format!("handshake with {peer}: {e}")))?;
+        .map_err(|e| handshake_io(peer, e))?;
     match handshake_frame(reader, writer, rt.config.max_frame, peer).await? {
         Message::Auth(mac) if secret.check(&mac, ours, their, rt.id, theirs.runtime) => Ok(()),
         Message::Auth(_) => Err(denied("wrong shared secret")),

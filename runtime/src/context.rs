@@ -2,6 +2,7 @@
 //! caller needs an answer ([`with_timeout`]).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,6 +16,29 @@ pub struct Caller {
     pub(crate) address: String,
     pub(crate) local_host: bool,
     pub(crate) uid: Option<u32>,
+    /// The subject of the certificate the peer proved in the TLS handshake, if it did: shared
+    /// with the connection, so a call clones a pointer, not the text.
+    pub(crate) certificate_subject: Option<Arc<str>>,
+}
+
+/// Who the caller of a remote method is, as far as the transport vouches for it
+/// ([`Caller::identity`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Identity {
+    /// The peer proved a certificate in the TLS handshake (`tls://`), verified against the CAs
+    /// this runtime trusts for it: the subject of its end-entity certificate, RFC 4514 style
+    /// (`CN=alice,O=example`).
+    Certificate {
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// The peer's user id as the kernel tells it (Unix sockets, shared memory) or as the owner
+    /// of a FIFO peer's pipes.
+    Uid(u32),
+    /// The transport vouches for nobody: plain TCP, TLS without a client certificate, the gRPC
+    /// bridge. A shared secret proves only that the peer knows it, not who it is.
+    Unverified,
 }
 
 impl Caller {
@@ -44,6 +68,28 @@ impl Caller {
     /// TCP and for the gRPC bridge.
     pub fn uid(&self) -> Option<u32> {
         self.uid
+    }
+
+    /// The subject of the certificate the caller's runtime proved in the TLS handshake, RFC 4514
+    /// style (`CN=alice,O=example`: most specific attribute first, short names, special
+    /// characters escaped), where it proved one: on a `tls://` connection whose server requires
+    /// client certificates ([`tls_client_ca`](crate::RuntimeBuilder::tls_client_ca)), or, on
+    /// the client's side of any `tls://` connection, the server's (for its callbacks). `None`
+    /// everywhere else.
+    pub fn certificate_subject(&self) -> Option<&str> {
+        self.certificate_subject.as_deref()
+    }
+
+    /// Who the caller is, as far as the transport vouches for it: its certificate's subject, its
+    /// user id, or nobody. No transport vouches for both.
+    pub fn identity(&self) -> Identity {
+        match (&self.certificate_subject, self.uid) {
+            (Some(subject), _) => Identity::Certificate {
+                subject: subject.to_string(),
+            },
+            (None, Some(uid)) => Identity::Uid(uid),
+            (None, None) => Identity::Unverified,
+        }
     }
 }
 

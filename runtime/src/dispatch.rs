@@ -45,6 +45,7 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
         address: conn.info().peer_addr.clone(),
         local_host: conn.info().peer_is_local_host,
         uid: conn.info().peer_uid,
+        certificate_subject: conn.info().peer_subject.clone(),
     };
     if let Err(e) = authorize(rt, &caller, &schema.name, &header.method) {
         finish_early(rt, conn, &span, oneway, call, e);

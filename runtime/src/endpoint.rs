@@ -20,6 +20,17 @@ pub enum Endpoint {
         /// Port.
         port: u16,
     },
+    /// TCP inside TLS (rustls): `tls://host:port`. The server proves its certificate for `host`
+    /// (a DNS name or an IP address in its subject alternative names) against the CAs the
+    /// dialling runtime trusts ([`RuntimeBuilder::tls_trust`](crate::RuntimeBuilder::tls_trust));
+    /// with [`tls_client_ca`](crate::RuntimeBuilder::tls_client_ca) the client proves one too.
+    Tls {
+        /// Host name or IP address (IPv6 without brackets): what the server's certificate must
+        /// name.
+        host: String,
+        /// Port.
+        port: u16,
+    },
     /// A Unix domain stream socket at an absolute path on this host: `unix:///run/app.sock`.
     Unix {
         /// The socket file's absolute path.
@@ -55,6 +66,14 @@ impl Endpoint {
         }
     }
 
+    /// A TLS endpoint.
+    pub fn tls(host: impl Into<String>, port: u16) -> Self {
+        Endpoint::Tls {
+            host: host.into(),
+            port,
+        }
+    }
+
     /// A Unix socket endpoint.
     pub fn unix(path: impl Into<String>) -> Self {
         Endpoint::Unix { path: path.into() }
@@ -70,10 +89,11 @@ impl Endpoint {
         Endpoint::Shm { path: path.into() }
     }
 
-    /// The URL scheme: `tcp`, `unix`, `fifo`, `shm` or `pipe`.
+    /// The URL scheme: `tcp`, `tls`, `unix`, `fifo`, `shm` or `pipe`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp { .. } => "tcp",
+            Endpoint::Tls { .. } => "tls",
             Endpoint::Unix { .. } => "unix",
             Endpoint::Fifo { .. } => "fifo",
             Endpoint::Shm { .. } => "shm",
@@ -81,9 +101,10 @@ impl Endpoint {
         }
     }
 
-    /// Whether this endpoint can only be reached from this host (every transport but TCP).
+    /// Whether this endpoint can only be reached from this host (every transport but TCP and
+    /// TLS).
     pub fn is_host_local(&self) -> bool {
-        !matches!(self, Endpoint::Tcp { .. })
+        !matches!(self, Endpoint::Tcp { .. } | Endpoint::Tls { .. })
     }
 
     /// The file-system path of a path-based endpoint (`unix`, `fifo`, `shm`).
@@ -92,13 +113,15 @@ impl Endpoint {
             Endpoint::Unix { path } | Endpoint::Fifo { path } | Endpoint::Shm { path } => {
                 Some(path)
             }
-            Endpoint::Tcp { .. } | Endpoint::Pipe { .. } => None,
+            Endpoint::Tcp { .. } | Endpoint::Tls { .. } | Endpoint::Pipe { .. } => None,
         }
     }
 
     /// How cheap a call over this endpoint is, lowest first: shared memory, then the pipes of a
-    /// parent or child, Unix sockets, FIFOs, and TCP last. A client picks the cheapest endpoint
-    /// of a runtime on its own host.
+    /// parent or child, Unix sockets, FIFOs, TCP, and TLS last (it costs encryption on top of
+    /// TCP). A client picks the cheapest endpoint of a runtime on its own host; a runtime that
+    /// listens on both `tcp://` and `tls://` is reached over plain TCP by peers that can, so listen
+    /// on `tls://` alone where every connection must be encrypted.
     pub fn cost_rank(&self) -> u8 {
         scheme_rank(self.scheme())
     }
@@ -111,6 +134,10 @@ impl fmt::Display for Endpoint {
                 write!(f, "tcp://[{host}]:{port}")
             }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Endpoint::Tls { host, port } if host.contains(':') => {
+                write!(f, "tls://[{host}]:{port}")
+            }
+            Endpoint::Tls { host, port } => write!(f, "tls://{host}:{port}"),
             Endpoint::Unix { path } | Endpoint::Fifo { path } | Endpoint::Shm { path } => {
                 write!(f, "{}://{path}", self.scheme())
             }
@@ -156,6 +183,7 @@ pub(crate) fn scheme_rank(scheme: &str) -> u8 {
         "pipe" => 1,
         "unix" => 2,
         "fifo" => 3,
+        "tls" => 5,
         _ => 4,
     }
 }
@@ -191,8 +219,9 @@ impl FromStr for ObjectUrl {
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| invalid(s, "expected scheme://..., for example tcp://host:1099"))?;
-        match scheme {
-            "tcp" => {}
+        let make: fn(String, u16) -> Endpoint = match scheme {
+            "tcp" => Endpoint::tcp,
+            "tls" => Endpoint::tls,
             "unix" => return parse_path(s, rest, Endpoint::unix),
             "fifo" => return parse_path(s, rest, Endpoint::fifo),
             "shm" => return parse_path(s, rest, Endpoint::shm),
@@ -200,10 +229,10 @@ impl FromStr for ObjectUrl {
             other => {
                 return Err(invalid(
                     s,
-                    format!("unknown scheme `{other}` (known: tcp, unix, fifo, shm, pipe)"),
+                    format!("unknown scheme `{other}` (known: tcp, tls, unix, fifo, shm, pipe)"),
                 ));
             }
-        }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
@@ -226,7 +255,7 @@ impl FromStr for ObjectUrl {
             Some(path.to_string())
         };
         Ok(ObjectUrl {
-            endpoint: Endpoint::tcp(host, port),
+            endpoint: make(host.to_string(), port),
             name,
         })
     }
@@ -235,7 +264,9 @@ impl FromStr for ObjectUrl {
 impl fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.name, &self.endpoint) {
-            (Some(n), Endpoint::Tcp { .. }) => write!(f, "{}/{}", self.endpoint, n),
+            (Some(n), Endpoint::Tcp { .. } | Endpoint::Tls { .. }) => {
+                write!(f, "{}/{}", self.endpoint, n)
+            }
             (Some(n), _) => write!(f, "{}#{}", self.endpoint, n),
             (None, _) => write!(f, "{}", self.endpoint),
         }
@@ -331,6 +362,26 @@ mod tests {
             "tcp://h:1/".parse::<Endpoint>().unwrap(),
             Endpoint::tcp("h", 1)
         );
+    }
+
+    #[test]
+    fn parses_and_prints_tls_endpoints() {
+        let e: Endpoint = "tls://example.org:1099".parse().unwrap();
+        assert_eq!(e, Endpoint::tls("example.org", 1099));
+        assert_eq!(e.to_string(), "tls://example.org:1099");
+        let v6: Endpoint = "tls://[::1]:80".parse().unwrap();
+        assert_eq!(v6, Endpoint::tls("::1", 80));
+        assert_eq!(v6.to_string(), "tls://[::1]:80");
+        let u: ObjectUrl = "tls://h:1/counter".parse().unwrap();
+        assert_eq!(u.endpoint, Endpoint::tls("h", 1));
+        assert_eq!(u.to_string(), "tls://h:1/counter");
+        assert!(!e.is_host_local());
+        assert_eq!(e.scheme(), "tls");
+        // After TCP: encryption costs more, and a peer offering both is reached over TCP.
+        assert!(Endpoint::tcp("h", 1).cost_rank() < e.cost_rank());
+        for bad in ["tls://h/x", "tls://:1", "tls://h:99999"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -325,6 +325,7 @@ fn link(end: tokio::io::DuplexStream) -> Link {
         local_host: None,
         peer_is_local_host: true,
         peer_uid: None,
+        peer_subject: None,
     }
 }
 
@@ -396,6 +397,7 @@ impl Live {
             local_host: None,
             peer_is_local_host: true,
             peer_uid: None,
+            peer_subject: None,
         };
         let conn = connection::establish(&rt.inner, link)
             .await

@@ -103,7 +103,7 @@ pub struct ConnectionReport {
     pub calls_sent: u64,
     /// Calls served since the connection opened.
     pub calls_served: u64,
-    /// The transport (`tcp`, `unix`, `fifo`, `shm`, `pipe`).
+    /// The transport (`tcp`, `tls`, `unix`, `fifo`, `shm`, `pipe`).
     #[serde(default)]
     pub transport: String,
     /// Whether new calls to that peer take this connection (its cheapest live one).

@@ -37,6 +37,7 @@
 //!
 //! # Layout
 //! - [`remote`](macro@remote): the attribute that writes stub, dispatch and schema.
+//! - `context`: [`Caller`] (who calls, [`Identity`]) and deadlines ([`with_timeout`]).
 //! - `remote`: [`Remote`], [`AnyRemote`], [`Interface`]: handles and references.
 //! - `runtime`: [`Runtime`], [`RuntimeBuilder`]: exporting, listening, connecting.
 //! - [`registry`]: the registry interface and service; `naming`: [`lookup`] and friends by URL.
@@ -44,7 +45,7 @@
 //! - `lease`: distributed lifetimes (leases, releases, renewals); [`introspect`]: what a runtime
 //!   exports and who keeps it alive.
 //! - `connection`, `dispatch`, `stub`: a call's way out and back; `frame`, `message`: the wire
-//!   format (`docs/PROTOCOL.md`); `transport`: TCP.
+//!   format (`docs/PROTOCOL.md`); `transport`: TCP, TLS, Unix sockets, FIFOs, shared memory.
 //! - [`schema`]: machine-readable interface descriptions.
 
 #![deny(unsafe_code)]
@@ -88,7 +89,7 @@ mod unwind;
 
 pub use budget::{DEFAULT_MAX_COLLECTION_LEN, DEFAULT_MAX_DECODED_SIZE};
 pub use child::{Bootstrap, ChildProcess};
-pub use context::{Caller, with_timeout};
+pub use context::{Caller, Identity, with_timeout};
 pub use endpoint::{Endpoint, ObjectUrl};
 pub use error::RemoteError;
 pub use frame::DEFAULT_MAX_FRAME;
@@ -117,6 +118,20 @@ pub use oxrmi_codegen::remote;
 /// The environment variable naming a file that holds the shared secret of the process-wide
 /// default runtime and of the `oxrmi` tool ([`RuntimeBuilder::shared_secret_from_env`]).
 pub const SECRET_FILE_ENV: &str = "OXRMI_SHARED_SECRET_FILE";
+
+/// The environment variable naming a PEM file of CAs that `tls://` servers must chain to
+/// ([`RuntimeBuilder::tls_from_env`]: [`tls_trust`](RuntimeBuilder::tls_trust)).
+pub const TLS_CA_FILE_ENV: &str = "OXRMI_TLS_CA_FILE";
+/// The environment variable naming a PEM file of this process's certificate chain
+/// ([`RuntimeBuilder::tls_from_env`]: [`tls_identity`](RuntimeBuilder::tls_identity), with
+/// [`TLS_KEY_FILE_ENV`]).
+pub const TLS_CERT_FILE_ENV: &str = "OXRMI_TLS_CERT_FILE";
+/// The environment variable naming a PEM file of the private key of [`TLS_CERT_FILE_ENV`]'s
+/// certificate ([`RuntimeBuilder::tls_from_env`]).
+pub const TLS_KEY_FILE_ENV: &str = "OXRMI_TLS_KEY_FILE";
+/// The environment variable naming a PEM file of CAs that clients' certificates must chain to
+/// ([`RuntimeBuilder::tls_from_env`]: [`tls_client_ca`](RuntimeBuilder::tls_client_ca)).
+pub const TLS_CLIENT_CA_FILE_ENV: &str = "OXRMI_TLS_CLIENT_CA_FILE";
 
 /// A boxed future, as generated code and trait objects return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

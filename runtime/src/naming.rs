@@ -5,6 +5,12 @@
 //! The default runtime runs on a small tokio runtime of its own, so it keeps working whatever
 //! the caller's executor does (a `#[tokio::test]` that ends, or no async runtime at all, see
 //! [`blocking`](crate::blocking)).
+//!
+//! It is configured from the environment only: the shared secret
+//! ([`SECRET_FILE_ENV`](crate::SECRET_FILE_ENV)) and the TLS certificates
+//! ([`RuntimeBuilder::tls_from_env`](crate::RuntimeBuilder::tls_from_env): `OXRMI_TLS_CA_FILE`
+//! to dial `tls://` URLs, `OXRMI_TLS_CERT_FILE` and `OXRMI_TLS_KEY_FILE` for a client
+//! certificate).
 
 use std::sync::OnceLock;
 
@@ -42,14 +48,16 @@ pub fn default_runtime() -> &'static Runtime {
                     tokio.block_on(async {
                         match Runtime::builder()
                             .shared_secret_from_env()
+                            .tls_from_env()
                             .start_on(handle.clone())
                             .await
                         {
                             Ok(rt) => Ok(rt),
                             Err(e) => {
-                                // A bad secret file: go on without one, so peers that require a
-                                // secret refuse us with AccessDenied (safe), and say why here.
-                                tracing::error!(error = %e, "the default runtime has no shared secret");
+                                // A bad secret or TLS file: go on without them, so peers that
+                                // require a secret or a certificate refuse us with AccessDenied,
+                                // and `tls://` cannot be dialled (safe), and say why here.
+                                tracing::error!(error = %e, "the default runtime has no shared secret and no TLS settings");
                                 Runtime::builder().start_on(handle).await
                             }
                         }

@@ -390,6 +390,7 @@ mod tests {
             address: "192.0.2.7:40000".into(),
             local_host,
             uid: None,
+            certificate_subject: None,
         }
     }
 

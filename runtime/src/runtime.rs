@@ -153,6 +153,10 @@ pub struct RuntimeBuilder {
     pin: Option<String>,
     secret: Option<Vec<u8>>,
     secret_file: Option<std::path::PathBuf>,
+    /// TLS certificates and keys as given (PEM or files), parsed by `start`.
+    tls: transport::tls::TlsPem,
+    /// `tls_from_env` found a certificate without a key or the other way round.
+    tls_env_error: Option<String>,
     config: Config,
 }
 
@@ -453,6 +457,86 @@ impl RuntimeBuilder {
         }
     }
 
+    /// This runtime's TLS identity: its certificate chain (leaf first) and that certificate's
+    /// private key, both PEM. It serves `tls://` listeners (a `tls://` listen without it fails
+    /// at `start`), and is the client certificate this runtime presents when a `tls://` server
+    /// it dials asks for one (mutual TLS): give it a certificate valid for both uses (no
+    /// extended key usage, or both `serverAuth` and `clientAuth`) if it does both. A server's
+    /// certificate must name the host its clients dial (a DNS name or an IP address among its
+    /// subject alternative names). The gRPC bridge serves it too unless
+    /// [`grpc_tls`](Self::grpc_tls) gives it another. `start` fails on bad PEM or a key that
+    /// does not fit.
+    pub fn tls_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        use transport::tls::Pem;
+        self.tls.identity = Some((
+            Pem::Bytes(cert_chain_pem.into()),
+            Pem::Bytes(key_pem.into()),
+        ));
+        self
+    }
+
+    /// Trusts these CA certificates (PEM, one or more; repeatable) for the `tls://` servers this
+    /// runtime dials: a server must present a certificate chaining to one of them, valid for the
+    /// host of the endpoint dialled. Nothing is trusted by default (no system roots): dialling a
+    /// `tls://` endpoint without this fails with [`Setup`](RemoteError::Setup) naming it.
+    pub fn tls_trust(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls
+            .trust
+            .push(transport::tls::Pem::Bytes(ca_pem.into()));
+        self
+    }
+
+    /// Requires a client certificate chaining to one of these CA certificates (PEM, one or
+    /// more; repeatable) on this runtime's `tls://` listeners: mutual TLS. A client without one,
+    /// or with another, is refused in the TLS handshake (it gets
+    /// [`AccessDenied`](RemoteError::AccessDenied)); a handler sees the subject of the client's
+    /// certificate as [`Caller::certificate_subject`](crate::Caller::certificate_subject). Needs
+    /// [`tls_identity`](Self::tls_identity). The gRPC bridge requires it too unless
+    /// [`grpc_tls`](Self::grpc_tls) is set (then [`grpc_tls_client_ca`](Self::grpc_tls_client_ca)
+    /// decides).
+    pub fn tls_client_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls
+            .client_ca
+            .push(transport::tls::Pem::Bytes(ca_pem.into()));
+        self
+    }
+
+    /// The TLS settings from PEM files named by environment variables, those that are set:
+    /// [`OXRMI_TLS_CA_FILE`](crate::TLS_CA_FILE_ENV) ([`tls_trust`](Self::tls_trust)),
+    /// [`OXRMI_TLS_CERT_FILE`](crate::TLS_CERT_FILE_ENV) and
+    /// [`OXRMI_TLS_KEY_FILE`](crate::TLS_KEY_FILE_ENV) together
+    /// ([`tls_identity`](Self::tls_identity)), and
+    /// [`OXRMI_TLS_CLIENT_CA_FILE`](crate::TLS_CLIENT_CA_FILE_ENV)
+    /// ([`tls_client_ca`](Self::tls_client_ca)). The files are read by `start`, which fails if
+    /// one cannot be read or parsed, or if only one of the certificate and the key is named. The
+    /// process-wide default runtime and the `oxrmi` tool do this.
+    pub fn tls_from_env(mut self) -> Self {
+        use transport::tls::Pem;
+        let var = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+        if let Some(ca) = var(crate::TLS_CA_FILE_ENV) {
+            self.tls.trust.push(Pem::File(ca));
+        }
+        if let Some(ca) = var(crate::TLS_CLIENT_CA_FILE_ENV) {
+            self.tls.client_ca.push(Pem::File(ca));
+        }
+        match (var(crate::TLS_CERT_FILE_ENV), var(crate::TLS_KEY_FILE_ENV)) {
+            (Some(cert), Some(key)) => self.tls.identity = Some((Pem::File(cert), Pem::File(key))),
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                self.tls_env_error = Some(format!(
+                    "{} and {} name a TLS certificate and its key: set both or neither",
+                    crate::TLS_CERT_FILE_ENV,
+                    crate::TLS_KEY_FILE_ENV
+                ));
+            }
+        }
+        self
+    }
+
     /// Binds the endpoints and starts serving, on the tokio runtime this is called from.
     pub async fn start(self) -> Result<Runtime, RemoteError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RemoteError::Setup {
@@ -487,15 +571,33 @@ impl RuntimeBuilder {
             }
             self.config.secret = Some(crate::auth::Secret::new(secret));
         }
+        if let Some(reason) = self.tls_env_error.take() {
+            return Err(RemoteError::Setup { reason });
+        }
+        if !self.tls.is_empty() {
+            let pem = self.tls.load()?;
+            self.config.local.tls =
+                transport::tls::TlsOptions::new(&pem, self.config.connect_timeout)?;
+            // The gRPC bridge serves the runtime's identity unless given its own.
+            if self.config.grpc_tls.is_none()
+                && let Some((cert_chain, key)) = pem.identity
+            {
+                self.config.grpc_tls = Some(GrpcTls {
+                    cert_chain,
+                    key,
+                    client_ca: (!pem.client_ca.is_empty()).then_some(pem.client_ca),
+                });
+            }
+        }
         if let Some(pin) = &self.pin {
-            const PINNABLE: [&str; 4] = ["tcp", "unix", "fifo", "shm"];
+            const PINNABLE: [&str; 5] = ["tcp", "tls", "unix", "fifo", "shm"];
             let scheme =
                 PINNABLE
                     .into_iter()
                     .find(|s| s == pin)
                     .ok_or_else(|| RemoteError::Setup {
                         reason: format!(
-                            "cannot pin transport `{pin}` (known: tcp, unix, fifo, shm)"
+                            "cannot pin transport `{pin}` (known: tcp, tls, unix, fifo, shm)"
                         ),
                     })?;
             self.config.pinned_transport = Some(scheme);
@@ -654,6 +756,9 @@ impl RuntimeInner {
                 (Endpoint::Tcp { host, port }, Some(h)) if is_unspecified(host) => {
                     Endpoint::tcp(h, *port).to_string()
                 }
+                (Endpoint::Tls { host, port }, Some(h)) if is_unspecified(host) => {
+                    Endpoint::tls(h, *port).to_string()
+                }
                 _ => ep.to_string(),
             })
             .collect()
@@ -798,10 +903,7 @@ impl RuntimeInner {
             .handshake_in_time(&ep.to_string(), "", async move {
                 let link = transport::connect(&ep2, &rt.config.local)
                     .await
-                    .map_err(|e| RemoteError::ConnectionRefused {
-                        endpoint: ep2.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| transport::dial_error(&ep2, e))?;
                 connection::establish(&rt, link).await
             })
             .await?;

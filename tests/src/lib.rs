@@ -606,3 +606,27 @@ impl Store for TestStore {
         Ok(vec![String::new(); n.min(10_000_000) as usize])
     }
 }
+
+/// Tells a caller who it is, as the server sees it (the TLS tests).
+#[remote(name = "oxrmi.test.WhoAmI")]
+pub trait WhoAmI: Send + Sync {
+    /// The caller's [`oxrmi::Identity`]: `cert:SUBJECT`, `uid:N` or `unverified`.
+    async fn who(&self) -> Result<String, RemoteError>;
+}
+
+/// The [`WhoAmI`] served by test peers.
+pub struct Mirror;
+
+#[remote]
+impl WhoAmI for Mirror {
+    async fn who(&self) -> Result<String, RemoteError> {
+        let caller = oxrmi::Caller::current().ok_or_else(|| RemoteError::AccessDenied {
+            reason: "called directly, not remotely".into(),
+        })?;
+        Ok(match caller.identity() {
+            oxrmi::Identity::Certificate { subject } => format!("cert:{subject}"),
+            oxrmi::Identity::Uid(uid) => format!("uid:{uid}"),
+            _ => "unverified".to_string(),
+        })
+    }
+}

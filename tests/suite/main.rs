@@ -27,4 +27,5 @@ mod references;
 mod registry;
 mod remote_host;
 mod shm;
+mod tls;
 mod unix_security;

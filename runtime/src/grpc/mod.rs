@@ -217,6 +217,7 @@ async fn connect_in_memory(
             // The bridge speaks for gRPC clients anywhere: not "this host" to the registry.
             peer_is_local_host: false,
             peer_uid: None,
+            peer_subject: None,
         }
     };
     let (s, c) = tokio::join!(
@@ -454,6 +455,7 @@ impl Bridge {
             address: "gRPC bridge".into(),
             local_host: false,
             uid: None,
+            certificate_subject: None,
         };
         crate::dispatch::in_process(
             &self.served,

@@ -195,6 +195,7 @@ impl FifoTransport {
             local_host: None,
             peer_is_local_host: true,
             peer_uid: owner,
+            peer_subject: None,
         })
     }
 }
@@ -346,6 +347,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
         local_host: None,
         peer_is_local_host: true,
         peer_uid: None,
+        peer_subject: None,
     })
 }
 

@@ -8,12 +8,13 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::BoxFuture;
 use crate::endpoint::Endpoint;
+use crate::{BoxFuture, RemoteError};
 
 pub(crate) mod fifo;
 pub(crate) mod shm;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod unix;
 
 /// The read half of a connection.
@@ -25,7 +26,7 @@ pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 pub(crate) struct Link {
     pub(crate) reader: BoxRead,
     pub(crate) writer: BoxWrite,
-    /// The transport's URL scheme (`tcp`, `unix`, `fifo`, `shm`, `pipe`).
+    /// The transport's URL scheme (`tcp`, `tls`, `unix`, `fifo`, `shm`, `pipe`).
     pub(crate) scheme: &'static str,
     /// The peer's address, for logs and [`Caller`](crate::Caller).
     pub(crate) peer: String,
@@ -37,6 +38,9 @@ pub(crate) struct Link {
     /// The peer's user, where the transport tells it (the kernel's credentials of a Unix or
     /// shared-memory peer, the owner of a FIFO peer's pipes).
     pub(crate) peer_uid: Option<u32>,
+    /// The subject of the certificate the peer proved in a TLS handshake, verified against the
+    /// CAs we trust for it (`tls` only).
+    pub(crate) peer_subject: Option<std::sync::Arc<str>>,
 }
 
 /// Accepts incoming links on one endpoint.
@@ -47,15 +51,19 @@ pub(crate) trait Listener: Send + Sync {
     fn endpoint(&self) -> Endpoint;
 }
 
-/// What the local transports are told by the runtime's settings.
+/// What the transports are told by the runtime's settings (mostly the local transports; TLS's
+/// certificates too).
 #[derive(Clone, Debug)]
 pub(crate) struct LocalOptions {
     /// Who may connect to Unix, FIFO and shared-memory endpoints.
     pub(crate) access: unix::UnixAccess,
     /// How long a shared-memory link spins before it sleeps.
     pub(crate) shm_spin: std::time::Duration,
-    /// How long a TCP peer may leave our data unacknowledged before the connection is dropped.
+    /// How long a TCP peer may leave our data unacknowledged before the connection is dropped
+    /// (`tcp://` and `tls://`).
     pub(crate) tcp_dead_peer: std::time::Duration,
+    /// Certificates and keys of `tls://` endpoints, parsed when the runtime starts.
+    pub(crate) tls: tls::TlsOptions,
 }
 
 impl Default for LocalOptions {
@@ -64,6 +72,7 @@ impl Default for LocalOptions {
             access: unix::UnixAccess::default(),
             shm_spin: shm::default_spin(),
             tcp_dead_peer: tcp::DEFAULT_DEAD_PEER_TIMEOUT,
+            tls: tls::TlsOptions::default(),
         }
     }
 }
@@ -84,6 +93,9 @@ pub(crate) async fn bind(ep: &Endpoint, local: &LocalOptions) -> io::Result<Box<
         Endpoint::Tcp { host, port } => Ok(Box::new(
             tcp::TcpTransport::bind(host, *port, local.tcp_dead_peer).await?,
         )),
+        Endpoint::Tls { host, port } => Ok(Box::new(
+            tls::TlsTransport::bind(host, *port, &local.tls, local.tcp_dead_peer).await?,
+        )),
         Endpoint::Unix { path } => Ok(Box::new(unix::UnixTransport::bind(path, unix_access)?)),
         Endpoint::Fifo { path } => Ok(Box::new(fifo::FifoTransport::bind(path, unix_access)?)),
         Endpoint::Shm { path } => Ok(Box::new(shm::ShmTransport::bind_with(
@@ -102,6 +114,9 @@ pub(crate) async fn bind(ep: &Endpoint, local: &LocalOptions) -> io::Result<Box<
 pub(crate) async fn connect(ep: &Endpoint, local: &LocalOptions) -> io::Result<Link> {
     match ep {
         Endpoint::Tcp { host, port } => tcp::connect(host, *port, local.tcp_dead_peer).await,
+        Endpoint::Tls { host, port } => {
+            tls::connect(host, *port, &local.tls, local.tcp_dead_peer).await
+        }
         Endpoint::Unix { path } => unix::connect(path).await,
         Endpoint::Fifo { path } => fifo::connect(path).await,
         Endpoint::Shm { path } => shm::connect_with(path, &local.shm()).await,
@@ -109,6 +124,28 @@ pub(crate) async fn connect(ep: &Endpoint, local: &LocalOptions) -> io::Result<L
             io::ErrorKind::NotConnected,
             format!("no pipe to runtime {runtime}: only its parent or child can reach it this way"),
         )),
+    }
+}
+
+/// The error of dialling `ep` when the transport failed: [`Setup`](RemoteError::Setup) when this
+/// runtime lacks what the transport needs (no CA to check a `tls://` server against),
+/// [`AccessDenied`](RemoteError::AccessDenied) when a certificate was refused in the TLS
+/// handshake (theirs by us, or ours by them), else
+/// [`ConnectionRefused`](RemoteError::ConnectionRefused).
+pub(crate) fn dial_error(ep: &Endpoint, e: io::Error) -> RemoteError {
+    if let Some(reason) = tls::missing_setting(&e) {
+        return RemoteError::Setup {
+            reason: format!("cannot dial {ep}: {reason}"),
+        };
+    }
+    if let Some(reason) = tls::refused_certificate(&e) {
+        return RemoteError::AccessDenied {
+            reason: format!("TLS handshake with {ep}: {reason}"),
+        };
+    }
+    RemoteError::ConnectionRefused {
+        endpoint: ep.to_string(),
+        reason: e.to_string(),
     }
 }
 

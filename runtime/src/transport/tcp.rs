@@ -67,6 +67,7 @@ fn link(stream: TcpStream, dead_peer: Duration) -> io::Result<Link> {
         local_host: Some(local.ip().to_string()),
         peer_is_local_host: same_host(peer.ip(), local.ip()),
         peer_uid: None,
+        peer_subject: None,
     })
 }
 
@@ -77,7 +78,7 @@ fn link(stream: TcpStream, dead_peer: Duration) -> io::Result<Link> {
 /// whose packets are dropped (a partition, a host that vanished) looks alive for about 15
 /// minutes, and after a partition heals the next call waits for the retransmission timer, which
 /// backs off to two minutes.
-fn detect_dead_peer(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+pub(crate) fn detect_dead_peer(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
     use rustix::net::sockopt;
     let millis = u32::try_from(timeout.as_millis())
         .unwrap_or(u32::MAX)
@@ -92,7 +93,7 @@ fn detect_dead_peer(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
 }
 
 /// A peer is on this host if it comes from loopback or from the very address it reached us at.
-fn same_host(peer: IpAddr, local: IpAddr) -> bool {
+pub(crate) fn same_host(peer: IpAddr, local: IpAddr) -> bool {
     peer.is_loopback() || peer == local || peer.to_canonical() == local.to_canonical()
 }
 

@@ -153,6 +153,7 @@ fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> Link {
         local_host: None,
         peer_is_local_host: true,
         peer_uid: uid,
+        peer_subject: None,
     }
 }
 

@@ -10,6 +10,15 @@
 //!   calls in flight per connection and CONNECTIONS connections.
 //! - `oxrmi-test-peer serve-grpc-tls DIR`: as `serve-grpc`, over mutual TLS with the
 //!   certificates in DIR (`server.pem`, `server.key`, `ca.pem`).
+//! - `oxrmi-test-peer serve-tls DIR [mutual]`: as `serve` on `tls://127.0.0.1:0` with the
+//!   certificate DIR/server.pem and key DIR/server.key, plus `whoami` (a
+//!   [`oxrmi_tests::Mirror`]) whose calls an authorization check refuses to a certificate of
+//!   `CN=mallory`; with `mutual`, client certificates must chain to DIR/ca.pem.
+//! - `oxrmi-test-peer keep-tls URL DIR`: as `keep URL advertise`, listening on
+//!   `tls://127.0.0.1:0` only, with the certificate DIR/server.pem and key DIR/server.key.
+//! - `oxrmi-test-peer who-from-env URL`: through the default runtime (configured from the
+//!   environment: `OXRMI_TLS_*`), looks up the [`oxrmi_tests::WhoAmI`] at URL and prints what it
+//!   answers.
 //! - `oxrmi-test-peer serve-grpc [HANDLE_IDLE_MS]`: as `serve` on TCP, plus the gRPC bridge on
 //!   127.0.0.1; prints `listening on URL grpc ADDRESS`.
 //! - `oxrmi-test-peer serve-many ENDPOINT..`: as `serve`, listening on every ENDPOINT; prints
@@ -53,7 +62,7 @@
 
 use anyhow::{Context, bail};
 use oxrmi::Remote;
-use oxrmi_tests::{Bank, Counter, Hub, Listener, Recorder, TestCounter};
+use oxrmi_tests::{Bank, Counter, Hub, Listener, Recorder, TestCounter, WhoAmI};
 use tokio::io::AsyncReadExt;
 
 #[path = "peer/load.rs"]
@@ -237,6 +246,45 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {} grpc {grpc}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["serve-tls", dir, rest @ ..] => {
+            let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f));
+            let mut builder = oxrmi::Runtime::builder()
+                .listen("tls://127.0.0.1:0")
+                .tls_identity(read("server.pem")?, read("server.key")?)
+                .authorize_interface::<dyn WhoAmI>(|c| match c.caller.identity() {
+                    oxrmi::Identity::Certificate { subject } if subject.contains("CN=mallory") => {
+                        Err(format!("{subject} may not ask"))
+                    }
+                    _ => Ok(()),
+                });
+            if rest.first() == Some(&"mutual") {
+                builder = builder.tls_client_ca(read("ca.pem")?);
+            }
+            let rt = oxrmi_tests::start_server_with(builder).await?;
+            rt.bind("whoami", Remote::<dyn WhoAmI>::new(oxrmi_tests::Mirror))
+                .await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
+        }
+        ["keep-tls", url, dir] => {
+            let read = |f: &str| std::fs::read(std::path::Path::new(dir).join(f));
+            let rt = oxrmi::Runtime::builder()
+                .listen("tls://127.0.0.1:0")
+                .tls_identity(read("server.pem")?, read("server.key")?)
+                .start()
+                .await?;
+            let hub: Remote<dyn Hub> = rt.lookup_url(url).await?;
+            let me = Remote::<dyn Listener>::new(Recorder::default());
+            hub.keep(Some(vec![me.clone()])).await?;
+            println!("kept");
+            wait_for_stdin_eof().await;
+            drop(me);
+        }
+        ["who-from-env", url] => {
+            let who: Remote<dyn WhoAmI> = oxrmi::lookup(url).await?;
+            println!("{}", who.who().await?);
         }
         ["serve-secret", listen, secret_file] => {
             // As `serve`, requiring every peer to know the secret in SECRET_FILE.

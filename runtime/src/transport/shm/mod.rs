@@ -334,5 +334,6 @@ fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32
         local_host: None,
         peer_is_local_host: true,
         peer_uid: None,
+        peer_subject: None,
     }
 }
