@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "oxrmi/test/counter.proto",
         "oxrmi/test/bank.proto",
         "oxrmi/test/account.proto",
+        "oxrmi/test/who_am_i.proto",
         "oxrmi/registry.proto",
     ];
     for f in files {

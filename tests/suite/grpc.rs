@@ -27,6 +27,9 @@ mod pb {
     pub mod account {
         tonic::include_proto!("oxrmi.test.account");
     }
+    pub mod who_am_i {
+        tonic::include_proto!("oxrmi.test.who_am_i");
+    }
     pub mod registry {
         tonic::include_proto!("oxrmi.registry");
     }
@@ -36,6 +39,7 @@ use pb::account::account_client::AccountClient;
 use pb::bank::bank_client::BankClient;
 use pb::counter::counter_client::CounterClient;
 use pb::registry::registry_client::RegistryClient;
+use pb::who_am_i::who_am_i_client::WhoAmIClient;
 
 /// `google.rpc.Status`, as the bridge puts it in `grpc-status-details-bin`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -91,6 +95,7 @@ fn the_checked_in_protos_are_what_oxrmi_emits() {
         oxrmi::proto::file_of::<dyn oxrmi_tests::Counter>(),
         oxrmi::proto::file_of::<dyn oxrmi_tests::Bank>(),
         oxrmi::proto::file_of::<dyn oxrmi_tests::Account>(),
+        oxrmi::proto::file_of::<dyn oxrmi_tests::WhoAmI>(),
         oxrmi::proto::file_of::<dyn oxrmi::registry::Registry>(),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
@@ -114,7 +119,7 @@ fn the_checked_in_protos_are_what_oxrmi_emits() {
 #[tokio::test]
 async fn a_typed_tonic_client_calls_an_object() {
     let (_peer, _tcp, ch) = serve(&[]).await;
-    let mut counter = CounterClient::new(ch);
+    let mut counter = CounterClient::new(ch.clone());
     let a = counter
         .add(pb::counter::AddRequest { n: 5 })
         .await
@@ -493,7 +498,15 @@ async fn the_bridge_serves_over_mutual_tls() {
         .connect()
         .await
         .expect("mutual TLS");
-    let mut counter = CounterClient::new(ch);
+    let mut counter = CounterClient::new(ch.clone());
+    // The object sees the gRPC client's certificate as the caller's identity.
+    let who = WhoAmIClient::new(ch)
+        .who(pb::who_am_i::WhoRequest {})
+        .await
+        .expect("who")
+        .into_inner()
+        .result;
+    assert_eq!(who, "cert:CN=client.oxrmi.test");
     let a = counter
         .add(pb::counter::AddRequest { n: 2 })
         .await

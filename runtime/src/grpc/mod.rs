@@ -436,6 +436,7 @@ impl Bridge {
         route: &Route,
         codec: &Codec<'_>,
         msg: &DynamicMessage,
+        client: GrpcClient,
     ) -> Result<crate::stub::RawReply, Status> {
         let method = &route.served.types.methods[route.method];
         let start = tokio::time::Instant::now();
@@ -452,10 +453,12 @@ impl Bridge {
         push_args(&mut args, route, codec, msg)?;
         let caller = crate::Caller {
             runtime: self.client.inner.id,
-            address: "gRPC bridge".into(),
-            local_host: false,
+            address: client
+                .address
+                .map_or_else(|| "gRPC bridge".to_string(), |a| a.to_string()),
+            local_host: client.address.is_some_and(|a| a.ip().is_loopback()),
             uid: None,
-            certificate_subject: None,
+            certificate_subject: client.subject.map(std::sync::Arc::from),
         };
         crate::dispatch::in_process(
             &self.served,
@@ -472,6 +475,7 @@ impl Bridge {
 
     /// Serves one unary call.
     async fn call(&self, route: &Route, req: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+        let client = GrpcClient::of(&req);
         let h = self.select(route, req.metadata()).await?;
         let Some(stub) = h.stub() else {
             return Err(Status::internal("the bridge holds a local handle"));
@@ -491,7 +495,7 @@ impl Bridge {
         };
         let target = stub.target();
         let reply = if route.in_process && target.runtime == Some(self.served_id) {
-            self.call_in_process(target.object, route, &codec, &msg)
+            self.call_in_process(target.object, route, &codec, &msg, client)
                 .await?
         } else {
             let mut args = stub
@@ -679,6 +683,29 @@ async fn route(bridge: Arc<Bridge>, req: http::Request<Body>) -> http::Response<
     };
     let mut grpc = tonic::server::Grpc::new(BytesCodec);
     grpc.unary(Unary { bridge, route }, req).await
+}
+
+/// Who sent a gRPC request: its address, and the subject of its verified client certificate
+/// under mutual TLS. A call the bridge runs in process shows them to the object as its
+/// [`Caller`](crate::Caller); one made through a stub (its values hold references) shows the
+/// bridge's runtime, as any oxrmi peer's call does.
+struct GrpcClient {
+    address: Option<std::net::SocketAddr>,
+    subject: Option<String>,
+}
+
+impl GrpcClient {
+    fn of<T>(req: &tonic::Request<T>) -> GrpcClient {
+        let subject = req.peer_certs().and_then(|certs| {
+            certs
+                .first()
+                .and_then(|c| crate::transport::tls::subject_of(c))
+        });
+        GrpcClient {
+            address: req.remote_addr(),
+            subject,
+        }
+    }
 }
 
 /// One unary call, as tonic's server machinery takes it.

@@ -242,6 +242,8 @@ async fn main() -> anyhow::Result<()> {
                 .grpc_tls(read("server.pem")?, read("server.key")?)
                 .grpc_tls_client_ca(read("ca.pem")?);
             let rt = oxrmi_tests::start_server_with(builder).await?;
+            rt.bind("who", Remote::<dyn WhoAmI>::new(oxrmi_tests::Mirror))
+                .await?;
             let grpc = rt.grpc_address().context("no gRPC address")?;
             println!("listening on {} grpc {grpc}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
