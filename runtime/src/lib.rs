@@ -94,7 +94,10 @@ pub use id::{InvalidRuntimeId, ObjId, RuntimeId};
 pub use lease::DEFAULT_LEASE;
 pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};
-pub use runtime::{DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, Runtime, RuntimeBuilder};
+pub use runtime::{
+    DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SEND_BUFFER_BYTES,
+    DEFAULT_STALL_TIMEOUT, Runtime, RuntimeBuilder,
+};
 
 /// Marks a remote interface (on a trait) or an implementation of one (on an impl).
 ///

@@ -25,4 +25,5 @@ mod references;
 mod registry;
 mod remote_host;
 mod shm;
+mod slow_peers;
 mod unix_security;
