@@ -63,6 +63,12 @@ pub(crate) struct ConnInner {
     pub(crate) peer_subject: Option<Arc<str>>,
     /// The peer's one-way calls running here.
     oneway_running: std::sync::atomic::AtomicUsize,
+    /// The peer's one-way calls dropped at the limit of calls in flight, for the log.
+    oneway_dropped: AtomicU64,
+    /// Tasks spawned to send a small frame that found the send buffer full (`send_soon`);
+    /// at most `max_calls_in_flight`, so a peer that reads nothing cannot make them pile up.
+    deferred: std::sync::atomic::AtomicUsize,
+    max_deferred: usize,
     /// The host the peer reached us at, when known.
     pub(crate) local_host: Option<String>,
     /// The lease the peer grants on its objects: we renew at a quarter of it.
@@ -112,6 +118,11 @@ impl Connection {
         crate::endpoint::scheme_rank(self.inner.scheme)
     }
 
+    /// The send buffer's byte bound (`RuntimeBuilder::send_buffer_bytes`).
+    pub(crate) fn send_buffer_bytes(&self) -> usize {
+        self.inner.outbox.byte_bound()
+    }
+
     pub(crate) fn max_frame(&self) -> usize {
         self.inner.max_frame
     }
@@ -132,16 +143,43 @@ impl Connection {
         }
     }
 
-    /// Sends a small control frame without waiting; if the buffer is full, a task sends it.
-    fn send_soon(&self, frame: Vec<u8>) {
+    /// Sends a reply: as [`send`](Self::send), but `Ok(Err(frame))` back at once if the
+    /// replies already waiting for the peer are over the send buffer's byte bound (see
+    /// [`Outbox::send_reply`]).
+    pub(crate) async fn send_reply(
+        &self,
+        frame: Vec<u8>,
+        eager: bool,
+    ) -> Result<Result<(), Vec<u8>>, RemoteError> {
+        match self.inner.outbox.send_reply(frame, eager).await {
+            Ok(Ok(sent)) => {
+                self.after_send(sent);
+                Ok(Ok(()))
+            }
+            Ok(Err(frame)) => Ok(Err(frame)),
+            Err(Closed) => Err(RemoteError::lost("the connection is closed")),
+        }
+    }
+
+    /// Sends a small frame (a control frame, a refusal) without waiting; if the buffer is
+    /// full, a task sends it, unless `max_calls_in_flight` such tasks wait already: then the
+    /// peer has read nothing for that long, and the frame is dropped with a log line.
+    pub(crate) fn send_soon(&self, frame: Vec<u8>) {
         match self.inner.outbox.try_send(frame) {
             Ok(Ok(sent)) => self.after_send(sent),
             Ok(Err(frame)) => {
+                let waiting = self.inner.deferred.fetch_add(1, Ordering::AcqRel);
+                if waiting >= self.inner.max_deferred {
+                    self.inner.deferred.fetch_sub(1, Ordering::AcqRel);
+                    tracing::debug!(peer = %self.inner.peer, waiting, "the peer reads nothing; a frame for it is dropped");
+                    return;
+                }
                 let conn = self.clone();
                 // The runtime's own handle: this may run where no tokio context is (a call
                 // future dropped by another executor).
                 self.inner.handle.spawn(async move {
                     let _ = conn.send(frame, true).await;
+                    conn.inner.deferred.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(Closed) => {}
@@ -154,6 +192,9 @@ impl Connection {
             let conn = self.clone();
             self.inner.handle.spawn(async move {
                 if let Err(e) = job.run().await {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        tracing::warn!(peer = %conn.inner.peer, addr = %conn.inner.peer_addr, error = %e, "the peer stopped reading; closing the connection");
+                    }
                     conn.fail(&RemoteError::lost(format!("write failed: {e}")));
                 }
             });
@@ -279,6 +320,11 @@ impl Connection {
         running.insert(call.0, h.abort_handle());
     }
 
+    /// Counts a one-way call of the peer's dropped at the limit; returns how many so far.
+    pub(crate) fn oneway_dropped(&self) -> u64 {
+        self.inner.oneway_dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Counts a one-way call of the peer's now running; the guard uncounts it.
     pub(crate) fn oneway_started(&self) -> OnewayGuard {
         self.inner.oneway_running.fetch_add(1, Ordering::AcqRel);
@@ -366,6 +412,8 @@ pub(crate) enum ReadError {
     Io(std::io::Error),
     /// The peer broke the protocol; it gets an error frame.
     Protocol(RemoteError),
+    /// The peer started a frame and sent no byte of it for the stall timeout.
+    Stalled(Duration),
 }
 
 /// Reads one frame (kind byte and body), checking its length before allocating.
@@ -373,27 +421,65 @@ pub(crate) async fn read_frame(
     r: &mut BufReader<BoxRead>,
     max: usize,
 ) -> Result<Vec<u8>, ReadError> {
+    read_frame_within(r, max, None).await
+}
+
+/// [`read_frame`], and once the frame has started, at most `stall` without a byte arriving.
+///
+/// Silence before a frame is the peer's right (an idle connection); inside one it is not: a
+/// sender writes a frame in one go, so a gap means a dead or hostile peer. A slow link still
+/// moves bytes, and every byte starts the time again, so a large frame on a slow link is
+/// never cut. The buffer grows with the bytes that arrived (`buffers::take_to_read`), so a
+/// peer that announces a large frame and stops ties up only what it sent.
+pub(crate) async fn read_frame_within(
+    r: &mut BufReader<BoxRead>,
+    max: usize,
+    stall: Option<Duration>,
+) -> Result<Vec<u8>, ReadError> {
     let mut len = [0u8; LENGTH_LEN];
-    match r.read_exact(&mut len).await {
+    // The first byte may take as long as the peer likes; the frame starts with it.
+    match r.read_exact(&mut len[..1]).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ReadError::Eof),
         Err(e) => return Err(ReadError::Io(e)),
     }
+    let mut got = 1;
+    while got < LENGTH_LEN {
+        let buffered = !r.buffer().is_empty();
+        got += progress(stall, buffered, r.read(&mut len[got..])).await?;
+    }
     let len = frame::check_length(len, max).map_err(ReadError::Protocol)?;
     // Read into uninitialised capacity: zero-filling a large frame first costs as much as
     // copying it.
-    let mut buf = crate::buffers::take(len);
+    let mut buf = crate::buffers::take_to_read(len);
     while buf.len() < len {
+        crate::buffers::grow_to_read(&mut buf, len);
         let remaining = len - buf.len();
-        let n = r
-            .read_buf(&mut bytes::BufMut::limit(&mut buf, remaining))
-            .await
-            .map_err(ReadError::Io)?;
-        if n == 0 {
-            return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
+        let buffered = !r.buffer().is_empty();
+        let mut room = bytes::BufMut::limit(&mut buf, remaining);
+        progress(stall, buffered, r.read_buf(&mut room)).await?;
     }
     Ok(buf)
+}
+
+/// One read inside a frame: at least one byte, within `stall` if set. A read from bytes
+/// already `buffered` needs no timer.
+async fn progress(
+    stall: Option<Duration>,
+    buffered: bool,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize, ReadError> {
+    let n = match stall {
+        Some(limit) if !buffered => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ReadError::Stalled(limit))?,
+        _ => read.await,
+    }
+    .map_err(ReadError::Io)?;
+    if n == 0 {
+        return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(n)
 }
 
 /// Runs the handshake on a fresh link and starts the connection's tasks.
@@ -489,9 +575,19 @@ pub(crate) async fn establish(
             peer_uid,
             peer_subject,
             oneway_running: Default::default(),
+            oneway_dropped: AtomicU64::new(0),
+            deferred: Default::default(),
+            max_deferred: rt.config.max_calls_in_flight,
             local_host,
             peer_lease: Duration::from_millis(theirs.lease_ms),
-            outbox: Outbox::new(writer, rt.config.send_buffer),
+            outbox: Outbox::new(
+                writer,
+                crate::outbox::Limits {
+                    frames: rt.config.send_buffer,
+                    bytes: rt.config.send_buffer_bytes,
+                    stall: Some(rt.config.stall_timeout),
+                },
+            ),
             rt: Arc::downgrade(rt),
             pending: Mutex::default(),
             running: Mutex::default(),
@@ -533,6 +629,10 @@ async fn handshake_frame(
             "{peer} closed during the handshake"
         ))),
         Err(ReadError::Io(e)) => Err(handshake_io(peer, e)),
+        // No stall timeout in the handshake: the connect timeout bounds all of it.
+        Err(ReadError::Stalled(_)) => Err(RemoteError::lost(format!(
+            "{peer} stalled during the handshake"
+        ))),
     }
 }
 
@@ -594,12 +694,31 @@ async fn authenticate(
 
 async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<BoxRead>) {
     let max = rt.config.max_frame;
+    let stall = Some(rt.config.stall_timeout);
+    // A connection closed from elsewhere (a write that failed or stalled, shutdown) stops its
+    // reader too, which holds the socket: a peer that sends nothing more must not keep it open.
+    let closed = conn.closed();
+    tokio::pin!(closed);
     let reason = loop {
-        let frame = match read_frame(&mut r, max).await {
+        let read = tokio::select! {
+            biased;
+            read = read_frame_within(&mut r, max, stall) => read,
+            () = &mut closed => return,
+        };
+        let frame = match read {
             Ok(f) => f,
             Err(ReadError::Eof) => break RemoteError::lost("the peer closed the connection"),
             Err(ReadError::Io(e)) => break RemoteError::lost(e),
             Err(ReadError::Protocol(e)) => break reject(&conn, e),
+            Err(ReadError::Stalled(limit)) => {
+                break reject(
+                    &conn,
+                    RemoteError::protocol(format!(
+                        "no byte of a started frame arrived for {limit:?} \
+                         (RuntimeBuilder::stall_timeout)"
+                    )),
+                );
+            }
         };
         let msg = match message::decode(&frame) {
             Ok(m) => m,

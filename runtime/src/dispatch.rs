@@ -57,6 +57,14 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
             what: "calls in flight on this connection".into(),
             limit: limit as u64,
         };
+        if oneway {
+            // Nobody waits for its answer: dropped, and counted in the log line.
+            let dropped = conn.oneway_dropped();
+            let _g = span.enter();
+            span.record("outcome", "failed");
+            tracing::warn!(error = %e, dropped, "a one-way call was dropped at the limit of calls in flight");
+            return;
+        }
         finish_early(rt, conn, &span, oneway, call, e);
         return;
     }
@@ -144,7 +152,7 @@ fn authorize(
 }
 
 fn finish_early(
-    rt: &RuntimeInner,
+    _rt: &RuntimeInner,
     conn: &Connection,
     span: &tracing::Span,
     oneway: bool,
@@ -158,9 +166,11 @@ fn finish_early(
         tracing::warn!(error = %e, "a one-way call failed");
         return;
     }
-    let conn = conn.clone();
-    rt.handle
-        .spawn(async move { send_outcome(&conn, call, Outcome::Failed(e)).await });
+    // Small, and sent without a task of its own where the send buffer has room, so refusals of
+    // a peer that reads nothing cannot pile up tasks (`Connection::send_soon`).
+    if let Ok(frame) = failure_frame(call, &e, conn.max_frame()) {
+        conn.send_soon(frame);
+    }
 }
 
 fn outcome_name(o: &Outcome) -> &'static str {
@@ -177,6 +187,10 @@ fn outcome_name(o: &Outcome) -> &'static str {
 
 /// Sends the reply to `call`. A failure is encoded here; a result was encoded into its frame
 /// by the generated code already.
+///
+/// A result that would wait behind more than the send buffer's bytes of unsent replies is
+/// dropped and the caller gets `Overloaded` instead: a peer that does not read its replies
+/// makes each of its calls in flight hold a small frame, not a large one.
 async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
     let frame = match outcome {
         Outcome::Reply { frame, .. } => frame,
@@ -187,6 +201,30 @@ async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
     };
     // The last handler running writes at once; with others running, replies are batched.
     let eager = conn.serving() <= 1;
+    let frame = match conn.send_reply(frame, eager).await {
+        Ok(Ok(())) => return,
+        Ok(Err(refused)) => {
+            let limit = conn.send_buffer_bytes();
+            tracing::debug!(
+                call = call.0,
+                bytes = refused.len(),
+                limit,
+                "the peer has too many unread replies; this one is refused"
+            );
+            let e = RemoteError::Overloaded {
+                what: "bytes of replies the peer has not read yet".into(),
+                limit: limit as u64,
+            };
+            match failure_frame(call, &e, conn.max_frame()) {
+                Ok(f) => f,
+                Err(_) => return,
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the reply could not be sent");
+            return;
+        }
+    };
     if let Err(e) = conn.send(frame, eager).await {
         tracing::debug!(error = %e, "the reply could not be sent");
     }

@@ -99,7 +99,8 @@ pub use naming::{bind, default_runtime, list, lookup, rebind, unbind};
 pub use remote::{AnyRemote, Interface, Remote};
 pub use runtime::{
     DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDLES_PER_PEER,
-    DEFAULT_MAX_LEASES_PER_PEER, Runtime, RuntimeBuilder,
+    DEFAULT_MAX_LEASES_PER_PEER, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_STALL_TIMEOUT, Runtime,
+    RuntimeBuilder,
 };
 
 /// Marks a remote interface (on a trait) or an implementation of one (on an impl).

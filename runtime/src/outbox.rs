@@ -15,12 +15,19 @@
 //! for a flush job that runs after the tasks ready now have queued theirs, then writes them all
 //! in one batch.
 //!
+//! The queue is bounded in frames and in bytes ([`Limits`]). A reply does not wait behind more
+//! than the byte bound of frames already queued or waiting ([`Outbox::send_reply`] refuses it,
+//! and the caller sends a small error instead): a peer that stops reading its replies cannot make
+//! a connection hold one encoded reply per call in flight. A peer that reads nothing for the
+//! stall timeout while frames wait for it fails the write, which closes the connection.
+//!
 //! **Invariant:** `busy` is true exactly while one party (a direct writer or a flush job) owns
 //! the right to write; bytes are written in the order frames were accepted.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -35,15 +42,48 @@ pub(crate) struct Outbox {
     writer: tokio::sync::Mutex<BoxWrite>,
     /// Woken when queued frames are taken for writing (room for waiting senders) or on close.
     space: Notify,
-    /// Frames that may wait in the queue.
-    capacity: usize,
+    limits: Limits,
+}
+
+/// The bounds of an outbox.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Frames that may wait in the queue (at least 1).
+    pub(crate) frames: usize,
+    /// Bytes that may wait in the queue (a larger frame goes alone, into an empty queue), and
+    /// the most bytes of replies queued or waiting before a further reply is refused.
+    pub(crate) bytes: usize,
+    /// How long a write may take no byte before it fails; `None`: as long as it takes.
+    pub(crate) stall: Option<Duration>,
 }
 
 #[derive(Default)]
 struct State {
     queue: Vec<Vec<u8>>,
+    /// Bytes of the frames in `queue`.
+    queued_bytes: usize,
+    /// Bytes of frames whose senders wait for room.
+    waiting_bytes: usize,
     busy: bool,
     closed: bool,
+}
+
+/// How [`Outbox::offer`] treats a frame that does not fit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// The sender waits for room.
+    Wait,
+    /// A reply: refused if it would take the bytes queued and waiting beyond the bound.
+    Reply,
+}
+
+/// What [`Outbox::offer`] did with a frame.
+enum Offer {
+    Sent(Sent),
+    /// No room now; the frame is still the sender's.
+    Full,
+    /// Refused for good (a reply over the byte bound); the frame is still the sender's.
+    Refused,
 }
 
 /// What became of a frame handed to [`Outbox::send`].
@@ -75,13 +115,22 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Outbox {
-    pub(crate) fn new(writer: BoxWrite, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(writer: BoxWrite, limits: Limits) -> Arc<Self> {
         Arc::new(Outbox {
             state: Mutex::default(),
             writer: tokio::sync::Mutex::new(writer),
             space: Notify::new(),
-            capacity: capacity.max(1),
+            limits: Limits {
+                frames: limits.frames.max(1),
+                bytes: limits.bytes.max(1),
+                ..limits
+            },
         })
+    }
+
+    /// The byte bound of the queue and of replies waiting ([`Limits::bytes`]).
+    pub(crate) fn byte_bound(&self) -> usize {
+        self.limits.bytes
     }
 
     /// Sends a frame, waiting while the queue is full; `eager`: write at once if nobody writes.
@@ -90,14 +139,52 @@ impl Outbox {
         frame: Vec<u8>,
         eager: bool,
     ) -> Result<Sent, Closed> {
+        match self.send_with(frame, eager, Policy::Wait).await? {
+            Ok(sent) => Ok(sent),
+            // `Wait` never refuses; should it, the frame is lost as if the connection closed.
+            Err(_) => Err(Closed),
+        }
+    }
+
+    /// Sends a reply as [`send`](Self::send) does, unless the bytes queued and waiting would
+    /// go beyond the byte bound with it: then `Err(frame)` back at once, for the caller to send
+    /// something smaller. A reply into an empty backlog is never refused, whatever its size.
+    pub(crate) async fn send_reply(
+        self: &Arc<Self>,
+        frame: Vec<u8>,
+        eager: bool,
+    ) -> Result<Result<Sent, Vec<u8>>, Closed> {
+        self.send_with(frame, eager, Policy::Reply).await
+    }
+
+    async fn send_with(
+        self: &Arc<Self>,
+        frame: Vec<u8>,
+        eager: bool,
+        policy: Policy,
+    ) -> Result<Result<Sent, Vec<u8>>, Closed> {
+        let len = frame.len();
         let mut frame = Some(frame);
+        // Counts the frame as waiting while it does, however the wait ends (even dropped).
+        let mut waiting = WaitingBytes {
+            outbox: self,
+            len: 0,
+        };
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
             // Registered before looking at the state, so a wake-up in between is not lost.
             notified.as_mut().enable();
-            if let Some(sent) = self.offer(&mut frame, eager)? {
-                return Ok(sent);
+            // The first look counts against the bound; later looks need only room.
+            let policy = if waiting.len == 0 {
+                policy
+            } else {
+                Policy::Wait
+            };
+            match self.offer(&mut frame, eager, policy, &mut waiting, len)? {
+                Offer::Sent(sent) => return Ok(Ok(sent)),
+                Offer::Refused => return Ok(Err(frame.take().unwrap_or_default())),
+                Offer::Full => {}
             }
             notified.await;
         }
@@ -108,40 +195,78 @@ impl Outbox {
         self: &Arc<Self>,
         frame: Vec<u8>,
     ) -> Result<Result<Sent, Vec<u8>>, Closed> {
+        let len = frame.len();
         let mut frame = Some(frame);
-        match self.offer(&mut frame, true)? {
-            Some(sent) => Ok(Ok(sent)),
-            None => Ok(Err(frame.take().unwrap_or_default())),
+        let mut none = WaitingBytes {
+            outbox: self,
+            len: 0,
+        };
+        match self.offer(&mut frame, true, Policy::Wait, &mut none, len)? {
+            Offer::Sent(sent) => Ok(Ok(sent)),
+            Offer::Full | Offer::Refused => {
+                // `none` must stay uncounted: a frame handed back does not wait here.
+                let _ = self.unwait(&mut none);
+                Ok(Err(frame.take().unwrap_or_default()))
+            }
         }
     }
 
-    /// Writes the frame now, queues it, or leaves it in `frame` if the queue is full.
+    /// Stops counting a sender's frame as waiting.
+    fn unwait(&self, waiting: &mut WaitingBytes<'_>) -> usize {
+        let len = std::mem::take(&mut waiting.len);
+        if len > 0 {
+            let mut st = lock(&self.state);
+            st.waiting_bytes = st.waiting_bytes.saturating_sub(len);
+        }
+        len
+    }
+
+    /// Writes the frame now, queues it, or leaves it in `frame` if the queue is full (counting it
+    /// in `waiting`, `len` bytes) or, under `Policy::Reply`, over the byte bound.
     fn offer(
         self: &Arc<Self>,
         frame: &mut Option<Vec<u8>>,
         eager: bool,
-    ) -> Result<Option<Sent>, Closed> {
+        policy: Policy,
+        waiting: &mut WaitingBytes<'_>,
+        len: usize,
+    ) -> Result<Offer, Closed> {
         let mut st = lock(&self.state);
         if st.closed {
             return Err(Closed);
+        }
+        // Leaving the wait (to be sent now, or refused): uncount the frame.
+        let was_waiting = std::mem::take(&mut waiting.len);
+        st.waiting_bytes = st.waiting_bytes.saturating_sub(was_waiting);
+        if policy == Policy::Reply && st.busy {
+            let backlog = st.queued_bytes + st.waiting_bytes;
+            if backlog > 0 && backlog + len > self.limits.bytes {
+                return Ok(Offer::Refused);
+            }
         }
         if !st.busy {
             st.busy = true;
             let first = frame.take().unwrap_or_default();
             if eager {
                 drop(st);
-                return Ok(Some(self.write_now(first)));
+                return Ok(Offer::Sent(self.write_now(first)));
             }
             // Others are about to send too: let a job write them all in one go.
+            st.queued_bytes += first.len();
             st.queue.push(first);
             drop(st);
-            return Ok(Some(Sent::Deferred(self.job(Vec::new()))));
+            return Ok(Offer::Sent(Sent::Deferred(self.job(Vec::new()))));
         }
-        if st.queue.len() < self.capacity {
+        let room = st.queue.len() < self.limits.frames
+            && (st.queue.is_empty() || st.queued_bytes + len <= self.limits.bytes);
+        if room {
+            st.queued_bytes += len;
             st.queue.push(frame.take().unwrap_or_default());
-            return Ok(Some(Sent::Queued));
+            return Ok(Offer::Sent(Sent::Queued));
         }
-        Ok(None)
+        st.waiting_bytes += len;
+        waiting.len = len;
+        Ok(Offer::Full)
     }
 
     /// With the right to write: writes `batch` and then whatever queues up meanwhile, as far as
@@ -172,6 +297,7 @@ impl Outbox {
             return None;
         }
         let mut frames = std::mem::take(&mut st.queue);
+        st.queued_bytes = 0;
         drop(st);
         self.space.notify_waiters();
         if frames.len() == 1 {
@@ -203,6 +329,7 @@ impl Outbox {
         let queued = {
             let mut st = lock(&self.state);
             st.closed = true;
+            st.queued_bytes = 0;
             std::mem::take(&mut st.queue)
         };
         self.space.notify_waiters();
@@ -227,7 +354,9 @@ impl FlushJob {
         loop {
             if batch.len() <= start {
                 // A deferred start: the frames are all in the queue.
-            } else if let Err(e) = w.write_all(&batch[start..]).await {
+            } else if let Err(e) =
+                write_all_within(&mut w, &batch[start..], outbox.limits.stall).await
+            {
                 // Nobody can write after a failed write; the connection is closing.
                 lock(&outbox.state).busy = false;
                 return Err(e);
@@ -242,6 +371,48 @@ impl FlushJob {
         drop(w);
         Ok(())
     }
+}
+
+/// Bytes of a sender's frame counted in `waiting_bytes`; uncounted when dropped, so a sender
+/// whose future is dropped while it waits leaves no count behind.
+struct WaitingBytes<'a> {
+    outbox: &'a Outbox,
+    len: usize,
+}
+
+impl Drop for WaitingBytes<'_> {
+    fn drop(&mut self) {
+        let outbox = self.outbox;
+        outbox.unwait(self);
+    }
+}
+
+/// Writes all of `buf`, failing with `TimedOut` if the transport takes no byte for `stall`.
+async fn write_all_within(
+    w: &mut BoxWrite,
+    mut buf: &[u8],
+    stall: Option<Duration>,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = match stall {
+            Some(limit) => tokio::time::timeout(limit, w.write(buf))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the peer read nothing for {limit:?} (RuntimeBuilder::stall_timeout)"
+                        ),
+                    )
+                })??,
+            None => w.write(buf).await?,
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
 }
 
 /// Writes as much of `buf` as the transport takes now; returns how much. An error counts as
@@ -267,7 +438,7 @@ mod tests {
     async fn frames_arrive_whole_and_in_order_through_a_full_socket() {
         // A small pipe fills up at once, so most frames go through queue and flush jobs.
         let (client, mut server) = tokio::io::duplex(64);
-        let outbox = Outbox::new(Box::new(client), 4);
+        let outbox = Outbox::new(Box::new(client), frames(4));
         let sender = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
@@ -294,10 +465,79 @@ mod tests {
         assert!(got == expected, "bytes reordered or torn");
     }
 
+    fn frames(n: usize) -> Limits {
+        Limits {
+            frames: n,
+            bytes: usize::MAX,
+            stall: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_and_replies_beyond_it_are_refused() {
+        // Nobody reads: the first frame fills the pipe and its job waits.
+        let (client, _server) = tokio::io::duplex(16);
+        let outbox = Outbox::new(
+            Box::new(client),
+            Limits {
+                frames: 100,
+                bytes: 1000,
+                stall: None,
+            },
+        );
+        let Ok(Sent::Deferred(job)) = outbox.send(vec![0; 100], true).await else {
+            panic!("the pipe takes 16 bytes only")
+        };
+        let job = tokio::spawn(job.run());
+        // A frame larger than the bound goes into the empty queue; the next one waits.
+        assert!(matches!(
+            outbox.try_send(vec![1; 2000]),
+            Ok(Ok(Sent::Queued))
+        ));
+        assert!(matches!(outbox.try_send(vec![2; 10]), Ok(Err(_))));
+        // A reply that would wait behind that backlog is refused at once.
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            outbox.send_reply(vec![3; 10], true),
+        )
+        .await
+        .expect("refused, not waiting");
+        assert!(matches!(refused, Ok(Err(f)) if f.len() == 10));
+        // A waiting sender is counted while it waits and uncounted when it gives up.
+        let wait = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            outbox.send(vec![4; 10], true),
+        );
+        assert!(wait.await.is_err(), "no room: it waits");
+        assert_eq!(lock(&outbox.state).waiting_bytes, 0);
+        job.abort();
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_fails_after_the_stall_timeout() {
+        let (client, _server) = tokio::io::duplex(16);
+        let outbox = Outbox::new(
+            Box::new(client),
+            Limits {
+                frames: 4,
+                bytes: 1 << 20,
+                stall: Some(std::time::Duration::from_millis(100)),
+            },
+        );
+        let Ok(Sent::Deferred(job)) = outbox.send(vec![0; 100], true).await else {
+            panic!("the pipe takes 16 bytes only")
+        };
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), job.run())
+            .await
+            .expect("the stall timeout ends the write")
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
+
     #[tokio::test]
     async fn a_closed_outbox_refuses_frames() {
         let (client, _server) = tokio::io::duplex(1024);
-        let outbox = Outbox::new(Box::new(client), 4);
+        let outbox = Outbox::new(Box::new(client), frames(4));
         outbox.close().await;
         assert!(outbox.send(vec![1], true).await.is_err());
     }

@@ -65,6 +65,12 @@ pub(crate) struct Config {
     pub(crate) max_calls_in_flight: usize,
     /// Most connections a runtime keeps open.
     pub(crate) max_connections: usize,
+    /// How long a started frame may go without a byte moving, either way, before the
+    /// connection is closed.
+    pub(crate) stall_timeout: Duration,
+    /// Bytes of frames queued per connection before senders wait, and of replies waiting to be
+    /// sent before a further reply is refused.
+    pub(crate) send_buffer_bytes: usize,
     /// TLS for the gRPC bridge: certificate chain and key (PEM), and the CA that client
     /// certificates must chain to (mutual TLS) if any.
     pub(crate) grpc_tls: Option<GrpcTls>,
@@ -95,6 +101,8 @@ impl Default for Config {
             authorizer: Default::default(),
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             grpc_tls: None,
             decode: Default::default(),
             max_leases_per_peer: DEFAULT_MAX_LEASES_PER_PEER,
@@ -130,6 +138,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_LEASES_PER_PEER: usize = 100_000;
 /// The default of [`RuntimeBuilder::max_handles_per_peer`].
 pub const DEFAULT_MAX_HANDLES_PER_PEER: usize = 100_000;
+/// The default of [`RuntimeBuilder::stall_timeout`]: long enough for any live peer (a healthy
+/// oxrmi reader never waits for a handler, so its bytes keep moving), short enough that a
+/// slowloris peer does not hold its connection for minutes.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of [`RuntimeBuilder::send_buffer_bytes`]: four frames of the default largest
+/// size, so large replies still stream, while a peer that does not read ties up tens of
+/// megabytes per connection rather than `send_buffer` × `max_frame_size` (16 GiB).
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 64 << 20;
 
 /// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
 ///
@@ -275,7 +291,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How long opening a connection may take, handshake included (default 10 s).
+    /// How long opening a connection may take, handshake included (default 10 s). It bounds
+    /// incoming connections too: a peer that has not finished its handshake by then (one that
+    /// sends nothing, or its preamble a byte at a time) is disconnected, with a log line.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self
@@ -328,10 +346,31 @@ impl RuntimeBuilder {
 
     /// How many frames each connection queues before senders wait (default 1024): bounded
     /// buffering with backpressure. With 0, a one-way call returns only once the peer has
-    /// received it. `usize::MAX` means unbounded (memory then grows with what the peer does not
-    /// read: use it only when the peer is trusted to keep up).
+    /// received it. `usize::MAX` means no bound in frames; the bound in bytes
+    /// ([`send_buffer_bytes`](Self::send_buffer_bytes)) still holds.
     pub fn send_buffer(mut self, frames: usize) -> Self {
         self.config.send_buffer = frames.min(MAX_SEND_BUFFER);
+        self
+    }
+
+    /// How many bytes of frames each connection queues before senders wait (default
+    /// [`DEFAULT_SEND_BUFFER_BYTES`]), besides the `send_buffer` count of frames; a frame
+    /// larger than this still goes when the queue is empty. It bounds the replies held for a
+    /// peer that does not read them, too: a reply that would take the bytes queued and waiting
+    /// beyond it is replaced by [`Overloaded`](RemoteError::Overloaded), so a connection holds
+    /// about twice this much of unsent data at worst, whatever the calls in flight.
+    pub fn send_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.config.send_buffer_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a started frame may go without a byte moving (default
+    /// [`DEFAULT_STALL_TIMEOUT`]): a peer that announced a frame and stopped sending it, or
+    /// that stopped reading while frames wait for it, is disconnected with a log line. Silence
+    /// between frames is not a stall (an idle connection is kept), and a slow link is not
+    /// either: every byte that moves starts the time again.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stall_timeout = timeout;
         self
     }
 
@@ -945,6 +984,14 @@ fn is_unspecified(host: &str) -> bool {
 
 async fn accept_loop(rt: Arc<RuntimeInner>, listener: Box<dyn Listener>) {
     let mut stop = rt.stop.subscribe();
+    // Handshakes in progress on this listener, bounded like connections: peers that connect
+    // and never finish their handshake (slowloris) hold at most this many sockets and tasks
+    // until the connect timeout drops them.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(
+        rt.config
+            .max_connections
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     loop {
         let link = tokio::select! {
             r = listener.accept() => r,
@@ -959,8 +1006,13 @@ async fn accept_loop(rt: Arc<RuntimeInner>, listener: Box<dyn Listener>) {
                 continue;
             }
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %link.peer, limit = rt.config.max_connections, "too many handshakes in progress; dropped");
+            continue;
+        };
         let rt2 = rt.clone();
         rt.handle.spawn(async move {
+            let _permit = permit;
             let peer = link.peer.clone();
             match tokio::time::timeout(
                 rt2.config.connect_timeout,
@@ -973,7 +1025,11 @@ async fn accept_loop(rt: Arc<RuntimeInner>, listener: Box<dyn Listener>) {
                     rt2.conns.insert(conn, None);
                 }
                 Ok(Err(e)) => tracing::warn!(%peer, error = %e, "handshake failed"),
-                Err(_) => tracing::warn!(%peer, "no handshake in time; dropped"),
+                Err(_) => tracing::warn!(
+                    %peer,
+                    timeout = ?rt2.config.connect_timeout,
+                    "no handshake in time (RuntimeBuilder::connect_timeout); dropped"
+                ),
             }
         });
     }

@@ -630,3 +630,79 @@ impl WhoAmI for Mirror {
         })
     }
 }
+
+/// Handlers that take their time, block their thread, or answer with much data: for the
+/// slow-peer tests (`suite/slow_peers.rs`), served by `oxrmi-test-peer serve-slow`.
+#[remote(name = "oxrmi.test.Slow")]
+pub trait Slow: Send + Sync {
+    /// Returns at once.
+    async fn ping(&self) -> Result<(), RemoteError>;
+    /// Sleeps `millis` without holding a thread (as a handler should wait).
+    async fn nap(&self, millis: u64) -> Result<(), RemoteError>;
+    /// Blocks its thread for `millis` inside `tokio::task::block_in_place` (one way to block:
+    /// the worker's queue moves to another thread first; multi-threaded runtimes only).
+    async fn block_in_place(&self, millis: u64) -> Result<(), RemoteError>;
+    /// Blocks a thread for `millis` inside `tokio::task::spawn_blocking` (the way to block).
+    async fn block_aside(&self, millis: u64) -> Result<(), RemoteError>;
+    /// `len` bytes: a large reply for a small call.
+    async fn bytes(&self, len: u64) -> Result<serde_bytes::ByteBuf, RemoteError>;
+    /// One-way: counts itself started, sleeps `millis`, counts itself finished.
+    #[oneway]
+    async fn tick(&self, millis: u64) -> Result<(), RemoteError>;
+    /// How many `tick`s started, how many finished, and the most that ran at once.
+    async fn ticks(&self) -> Result<(u64, u64, u64), RemoteError>;
+}
+
+/// The [`Slow`] object served by `serve-slow`.
+#[derive(Default)]
+pub struct TestSlow {
+    started: AtomicU64,
+    finished: AtomicU64,
+    most: AtomicU64,
+}
+
+#[remote]
+impl Slow for TestSlow {
+    async fn ping(&self) -> Result<(), RemoteError> {
+        Ok(())
+    }
+
+    async fn nap(&self, millis: u64) -> Result<(), RemoteError> {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(())
+    }
+
+    async fn block_in_place(&self, millis: u64) -> Result<(), RemoteError> {
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(millis)));
+        Ok(())
+    }
+
+    async fn block_aside(&self, millis: u64) -> Result<(), RemoteError> {
+        tokio::task::spawn_blocking(move || std::thread::sleep(Duration::from_millis(millis)))
+            .await
+            .map_err(|e| RemoteError::Panic {
+                message: e.to_string(),
+            })
+    }
+
+    async fn bytes(&self, len: u64) -> Result<serde_bytes::ByteBuf, RemoteError> {
+        Ok(serde_bytes::ByteBuf::from(vec![7u8; len as usize]))
+    }
+
+    async fn tick(&self, millis: u64) -> Result<(), RemoteError> {
+        let started = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = started - self.finished.load(Ordering::SeqCst);
+        self.most.fetch_max(running, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn ticks(&self) -> Result<(u64, u64, u64), RemoteError> {
+        Ok((
+            self.started.load(Ordering::SeqCst),
+            self.finished.load(Ordering::SeqCst),
+            self.most.load(Ordering::SeqCst),
+        ))
+    }
+}

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::{Peer, behaviour};
 
 /// Connects a raw byte stream (the transport, without our handshake) to the peer's endpoint.
-async fn raw(server: &Peer) -> RawLink {
+pub(crate) async fn raw(server: &Peer) -> RawLink {
     let endpoint: oxrmi::Endpoint = server.endpoint().parse().unwrap();
     RawLink::connect(&endpoint).await.unwrap()
 }
@@ -34,7 +34,7 @@ async fn read_to_close(s: &mut RawLink) -> Vec<u8> {
 }
 
 /// Our preamble and a minimal hello frame: `[runtime id (16 bytes), [], nil, lease 1000 ms]`.
-fn handshake() -> Vec<u8> {
+pub(crate) fn handshake() -> Vec<u8> {
     let mut v = b"OXRMI\0\x00\x05".to_vec();
     let mut body = vec![0x01, 0x94, 0xc4, 0x10];
     body.extend_from_slice(&[0xab; 16]);

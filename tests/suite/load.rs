@@ -33,7 +33,7 @@ use oxrmi::Remote;
 use oxrmi_tests::{LoadBank, LoadReport};
 use tokio::process::Command;
 
-use crate::harness::{Peer, Transport, eventually, peer_bin};
+use crate::harness::{Peer, Transport, eventually, fds, peer_bin, status_kib};
 
 /// How long the server has, after the last client exited, to drop every account, forget every
 /// holder and close every connection: releases are sent at once (batched per owner) and at
@@ -52,24 +52,6 @@ fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
             .unwrap_or_else(|_| panic!("{name}={v} is not a valid value")),
         Err(_) => default,
     }
-}
-
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: i32, field: &str) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// The server's open file descriptors.
-fn fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the server's fds")
-        .count()
 }
 
 fn mib(kib: u64) -> f64 {

@@ -27,5 +27,6 @@ mod references;
 mod registry;
 mod remote_host;
 mod shm;
+mod slow_peers;
 mod tls;
 mod unix_security;

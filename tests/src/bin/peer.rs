@@ -57,6 +57,11 @@
 //!   of its own under BIND_NAME (`Runtime::bind_url`) and another under REBIND_NAME
 //!   (`Runtime::rebind_url`) in the registry at ENDPOINT, checking for a restarted registry every
 //!   REBIND_MS; prints `bound` and serves until its standard input closes.
+//! - `oxrmi-test-peer serve-slow [KNOB=VALUE..]`: as `serve` on TCP, on a multi-threaded runtime
+//!   of 4 worker threads, plus `slow` (a [`oxrmi_tests::TestSlow`]); knobs: `calls` (calls in
+//!   flight per connection), `connections` (most connections), `handshake_ms`
+//!   (connect/handshake timeout), `stall_ms` (stall timeout), `reply_bytes` (send buffer in
+//!   bytes). Prints `listening on URL`.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
 
@@ -231,6 +236,46 @@ async fn main() -> anyhow::Result<()> {
             println!("listening on {}", rt.endpoints()[0]);
             wait_for_stdin_eof().await;
             rt.shutdown();
+        }
+        ["serve-slow", knobs @ ..] => {
+            // On a multi-threaded runtime of its own, as a real server runs: what a handler
+            // that blocks its thread does to the others depends on it.
+            let mut builder = oxrmi::Runtime::builder().listen("tcp://127.0.0.1:0");
+            for knob in knobs {
+                let (name, value) = knob.split_once('=').context("KNOB=VALUE")?;
+                let n: u64 = value.parse()?;
+                let ms = std::time::Duration::from_millis(n);
+                builder = match name {
+                    "calls" => builder.max_calls_in_flight(n as usize),
+                    "connections" => builder.max_connections(n as usize),
+                    "handshake_ms" => builder.connect_timeout(ms),
+                    "stall_ms" => builder.stall_timeout(ms),
+                    "reply_bytes" => builder.send_buffer_bytes(n as usize),
+                    other => bail!("unknown knob {other}"),
+                };
+            }
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = std::thread::spawn(move || -> anyhow::Result<()> {
+                let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(4)
+                    .enable_all()
+                    .build()?;
+                tokio_rt.block_on(async move {
+                    let rt = oxrmi_tests::start_server_with(builder).await?;
+                    let slow = oxrmi_tests::TestSlow::default();
+                    rt.bind("slow", Remote::<dyn oxrmi_tests::Slow>::new(slow))
+                        .await?;
+                    println!("listening on {}", rt.endpoints()[0]);
+                    let _ = stopped.await;
+                    rt.shutdown();
+                    Ok(())
+                })
+            });
+            wait_for_stdin_eof().await;
+            let _ = stop.send(());
+            server
+                .join()
+                .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
         }
         ["serve-grpc-tls", dir] => {
             // As `serve-grpc`, the bridge over TLS with DIR/server.pem and DIR/server.key, and
