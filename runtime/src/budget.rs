@@ -351,10 +351,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
         self.inner.visit_seq(Seq {
             inner: seq,
             budget: self.budget,
-            limit: self.top.map_or(self.budget.limits.max_len, |t| {
-                t.min(self.budget.limits.max_len)
-            }),
-            count: 0,
+            tally: Tally::new(self.budget, self.top),
         })
     }
 
@@ -365,10 +362,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
         self.inner.visit_map(Map {
             inner: map,
             budget: self.budget,
-            limit: self.top.map_or(self.budget.limits.max_len, |t| {
-                t.min(self.budget.limits.max_len)
-            }),
-            count: 0,
+            tally: Tally::new(self.budget, self.top),
         })
     }
 
@@ -398,27 +392,42 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     }
 }
 
-/// Sequence access that counts and charges each element.
-struct Seq<'b, A> {
-    inner: A,
-    budget: &'b Budget,
+/// The elements of one collection counted against its limit: the argument's declared length
+/// for its outermost value (`top`), else the runtime's.
+struct Tally {
     limit: u64,
     count: u64,
 }
 
-impl<'b, A> Seq<'b, A> {
-    fn count<E: de::Error>(&mut self) -> Result<(), E> {
+impl Tally {
+    fn new(budget: &Budget, top: Option<u64>) -> Tally {
+        let max_len = budget.limits.max_len;
+        Tally {
+            limit: top.map_or(max_len, |t| t.min(max_len)),
+            count: 0,
+        }
+    }
+
+    /// Counts one more element.
+    fn one<E: de::Error>(&mut self, budget: &Budget) -> Result<(), E> {
         self.count += 1;
         if self.count > self.limit {
-            let why = if self.limit < self.budget.limits.max_len {
+            let why = if self.limit < budget.limits.max_len {
                 Exceeded::ArgLen(self.limit)
             } else {
                 Exceeded::Len(self.limit)
             };
-            return Err(self.budget.trip(why));
+            return Err(budget.trip(why));
         }
         Ok(())
     }
+}
+
+/// Sequence access that counts and charges each element.
+struct Seq<'b, A> {
+    inner: A,
+    budget: &'b Budget,
+    tally: Tally,
 }
 
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
@@ -436,7 +445,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
         })?;
         match next {
             Some(v) => {
-                self.count()?;
+                self.tally.one(self.budget)?;
                 Ok(Some(v))
             }
             None => {
@@ -455,8 +464,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
 struct Map<'b, A> {
     inner: A,
     budget: &'b Budget,
-    limit: u64,
-    count: u64,
+    tally: Tally,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
@@ -474,15 +482,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
         })?;
         match next {
             Some(k) => {
-                self.count += 1;
-                if self.count > self.limit {
-                    let why = if self.limit < self.budget.limits.max_len {
-                        Exceeded::ArgLen(self.limit)
-                    } else {
-                        Exceeded::Len(self.limit)
-                    };
-                    return Err(self.budget.trip(why));
-                }
+                self.tally.one(self.budget)?;
                 Ok(Some(k))
             }
             None => {
