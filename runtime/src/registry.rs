@@ -4,13 +4,16 @@
 //! runtime built with `.registry()` under the well-known object id 1, so it is reached with an
 //! endpoint alone: [`locate`].
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+mod store;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
 use crate::{AnyRemote, Caller, Remote, RemoteError, remote};
+
+pub use store::{MemoryStore, RegistryStore, StoreRuntime, StoreStatus, StoredRef};
 
 /// One name in a registry and the interface of the object bound to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,25 +40,28 @@ pub trait Registry: Send + Sync {
     async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError>;
     /// Every binding, sorted by name.
     async fn list(&self) -> Result<Vec<Binding>, RemoteError>;
+    /// What the registry keeps its bindings in (memory, etcd) and whether that store is healthy.
+    async fn store(&self) -> Result<StoreStatus, RemoteError>;
 }
 
-/// The in-memory registry a runtime serves.
-#[derive(Default)]
+/// The registry a runtime serves: the host rule for writes, then its [`RegistryStore`].
 pub(crate) struct RegistryService {
-    bindings: Mutex<BTreeMap<String, AnyRemote>>,
+    store: Arc<dyn RegistryStore>,
     /// Whether other hosts may bind, rebind and unbind.
     pub(crate) remote_writes: bool,
-    /// Counts changes, so a cache of lookups (the gRPC bridge's) knows when it is stale.
-    generation: std::sync::atomic::AtomicU64,
 }
 
 impl RegistryService {
-    pub(crate) fn new(remote_writes: bool) -> Self {
+    pub(crate) fn new(store: Arc<dyn RegistryStore>, remote_writes: bool) -> Self {
         RegistryService {
-            bindings: Mutex::default(),
+            store,
             remote_writes,
-            generation: Default::default(),
         }
+    }
+
+    /// The store, told which runtime serves it.
+    pub(crate) fn attach(&self, runtime: StoreRuntime) {
+        self.store.attach(runtime);
     }
 
     fn check_write(&self, op: &str) -> Result<(), RemoteError> {
@@ -73,26 +79,16 @@ impl RegistryService {
     /// How many times the bindings changed.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn changed(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.store.generation()
     }
 
     /// The interfaces of the local objects bound here.
     pub(crate) fn local_interfaces(&self) -> Vec<crate::object::InterfaceEntry> {
-        self.bindings()
-            .values()
+        self.store
+            .local_objects()
+            .iter()
             .filter_map(|o| o.local_interface())
             .collect()
-    }
-
-    fn bindings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AnyRemote>> {
-        self.bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -100,52 +96,29 @@ impl RegistryService {
 impl Registry for RegistryService {
     async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
         self.check_write("bind")?;
-        let mut b = self.bindings();
-        if b.contains_key(&name) {
-            return Err(RemoteError::AlreadyBound { name });
-        }
-        tracing::info!(%name, interface = object.interface(), "bound");
-        b.insert(name, object);
-        self.changed();
-        Ok(())
+        self.store.bind(name, object).await
     }
 
     async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
         self.check_write("rebind")?;
-        tracing::info!(%name, interface = object.interface(), "rebound");
-        self.bindings().insert(name, object);
-        self.changed();
-        Ok(())
+        self.store.rebind(name, object).await
     }
 
     async fn unbind(&self, name: String) -> Result<(), RemoteError> {
         self.check_write("unbind")?;
-        match self.bindings().remove(&name) {
-            Some(_) => {
-                tracing::info!(%name, "unbound");
-                self.changed();
-                Ok(())
-            }
-            None => Err(RemoteError::NotBound { name }),
-        }
+        self.store.unbind(name).await
     }
 
     async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError> {
-        self.bindings()
-            .get(&name)
-            .cloned()
-            .ok_or(RemoteError::NotBound { name })
+        self.store.lookup(&name)
     }
 
     async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
-        Ok(self
-            .bindings()
-            .iter()
-            .map(|(name, o)| Binding {
-                name: name.clone(),
-                interface: o.interface().to_string(),
-            })
-            .collect())
+        Ok(self.store.list())
+    }
+
+    async fn store(&self) -> Result<StoreStatus, RemoteError> {
+        Ok(self.store.status())
     }
 }
 
@@ -176,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_from_another_host_are_refused_unless_allowed() {
-        let strict = RegistryService::new(false);
+        let strict = RegistryService::new(Arc::new(MemoryStore::default()), false);
         let r = serve_scope(caller(false), far(), strict.unbind("x".into())).await;
         assert!(matches!(r, Err(RemoteError::AccessDenied { .. })), "{r:?}");
         // Reads are open to everyone.
@@ -186,7 +159,7 @@ mod tests {
         let r = serve_scope(caller(true), far(), strict.unbind("x".into())).await;
         assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
 
-        let open = RegistryService::new(true);
+        let open = RegistryService::new(Arc::new(MemoryStore::default()), true);
         let r = serve_scope(caller(false), far(), open.unbind("x".into())).await;
         assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
     }

@@ -16,7 +16,9 @@ use crate::id::{ObjId, RuntimeId};
 use crate::introspect::{Introspect, IntrospectEndpoint, Report};
 use crate::lease::{self, DEFAULT_LEASE, Holdings, LeaseEndpoint, LeaseService, LeaseTable};
 use crate::object::ObjectTable;
-use crate::registry::{Binding, Registry, RegistryService};
+use crate::registry::{
+    Binding, MemoryStore, Registry, RegistryService, RegistryStore, StoreRuntime,
+};
 use crate::remote::{AnyRemote, Interface, Remote};
 use crate::stub::StubHandle;
 use crate::transport::{self, Listener, LocalOptions};
@@ -115,6 +117,15 @@ pub const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 4096;
 /// The default of [`RuntimeBuilder::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
+/// A registry store given to the builder (a newtype, so the builder stays `Debug`).
+struct RegistryStoreArg(Arc<dyn RegistryStore>);
+
+impl std::fmt::Debug for RegistryStoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.status().store)
+    }
+}
+
 /// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
 ///
 /// ```
@@ -132,6 +143,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub struct RuntimeBuilder {
     listen: Vec<String>,
     registry: bool,
+    /// Where the registry keeps its bindings; `None`: in memory.
+    registry_store: Option<RegistryStoreArg>,
     parent_pipe: bool,
     bootstrap: Option<AnyRemote>,
     pin: Option<String>,
@@ -150,6 +163,14 @@ impl RuntimeBuilder {
     /// Serves a registry at this runtime's endpoints (like Java's `LocateRegistry.createRegistry`).
     pub fn registry(mut self) -> Self {
         self.registry = true;
+        self
+    }
+
+    /// Serves a registry that keeps its bindings in `store` instead of in memory (several
+    /// registry nodes can then share one namespace: the `oxrmi` tool's etcd store).
+    pub fn registry_store(mut self, store: Arc<dyn RegistryStore>) -> Self {
+        self.registry = true;
+        self.registry_store = Some(RegistryStoreArg(store));
         self
     }
 
@@ -465,9 +486,13 @@ impl RuntimeBuilder {
             endpoints,
             objects: ObjectTable::default(),
             conns: ConnTable::default(),
-            registry: self
-                .registry
-                .then(|| Arc::new(RegistryService::new(remote_writes))),
+            registry: self.registry.then(|| {
+                let store = match self.registry_store {
+                    Some(RegistryStoreArg(store)) => store,
+                    None => Arc::new(MemoryStore::default()),
+                };
+                Arc::new(RegistryService::new(store, remote_writes))
+            }),
             bootstrap: Arc::new(BootstrapService::default()),
             parent: Mutex::new(None),
             stop,
@@ -479,6 +504,7 @@ impl RuntimeBuilder {
             .objects
             .export_as(ObjId::BOOTSTRAP, bootstrap.into_any().exported());
         if let Some(reg) = &inner.registry {
+            reg.attach(StoreRuntime::new(&inner));
             let handle: Remote<dyn Registry> = Remote::from_arc(reg.clone());
             let any = handle.into_any();
             inner.objects.export_as(ObjId::REGISTRY, any.exported());
