@@ -2,5 +2,7 @@
 //! runtime's in-memory one, for programs (and tests) that serve a registry themselves.
 //!
 //! # Feature flags
-//! - `etcd`: [`etcd::EtcdStore`], bindings kept in etcd and shared by several registry nodes
+//! - `etcd`: `etcd::EtcdStore`, bindings kept in etcd and shared by several registry nodes
 //!   (`oxrmi registry --store etcd://...`). Its build needs `protoc`.
+#[cfg(feature = "etcd")]
+pub mod etcd;

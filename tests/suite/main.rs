@@ -13,6 +13,8 @@ mod calls;
 mod concurrency;
 mod deadlines;
 mod errors;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod grpc;
 mod grpc_python;
 mod hostile;
