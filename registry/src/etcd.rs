@@ -5,11 +5,12 @@
 //!   wire form, uncounted), so any node can hand out a handle to the owner's object: a node
 //!   that did not accept the bind imports the reference into a handle of its own runtime (which
 //!   acquires its own oxrmi lease from the owner) and passes that on like any handle.
-//! - Every key is attached to an etcd lease, one per owner runtime per node: the node that
-//!   accepted the bind keeps it alive (every third of its TTL) for as long as the owner
-//!   answers a ping (a call to its introspection service). When the owner dies or is cut off
-//!   the node stops renewing and etcd deletes its keys after the TTL; when the node itself
-//!   dies the same happens, and owners must bind again through another node.
+//! - Every key is attached to an etcd lease, granted per owner runtime by the node that accepted
+//!   the bind. Every node keeps alive (every third of the TTL) the lease of each binding in its
+//!   cache for as long as the binding's owner answers that node's ping (a call to the owner's
+//!   introspection service). So a binding outlives the node that accepted it (another node
+//!   renews it), and when the owner dies or is cut off from every node, no node renews its
+//!   lease and etcd deletes its keys after the TTL.
 //! - `bind` is an etcd transaction "create if `create_revision == 0`", so of two nodes binding
 //!   one name at once exactly one wins; `rebind` is one put, `unbind` one delete.
 //!
@@ -22,7 +23,7 @@
 //! store retries; when etcd answers again it reads the whole prefix afresh (resync), replaces
 //! the cache and watches from that revision, and is healthy again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -105,8 +106,8 @@ struct Shared {
     generation: AtomicU64,
     /// The runtime serving this store, set by `attach`.
     runtime: OnceLock<StoreRuntime>,
-    /// The bindings this node accepted, and the leases it keeps alive for them.
-    owned: Mutex<Owned>,
+    /// The leases this node granted and renews.
+    leases: Mutex<Leases>,
 }
 
 #[derive(Default)]
@@ -118,6 +119,8 @@ struct Entry {
     stored: StoredRef,
     /// The key's mod revision: an entry is replaced only by a newer write.
     revision: i64,
+    /// The etcd lease the key is attached to.
+    lease: i64,
     /// The handle lookups hand out, made on the first lookup (or the bound handle itself on
     /// the node that accepted the bind).
     handle: Option<AnyRemote>,
@@ -135,18 +138,12 @@ struct Health {
 }
 
 #[derive(Default)]
-struct Owned {
-    /// Per name this node bound: the owner's handle (this node's oxrmi lease keeps the owner's
-    /// object alive while the binding is ours), the etcd lease, and the key's revision.
-    names: HashMap<String, OwnedName>,
-    /// Per owner runtime (`None`: objects of this runtime), the etcd lease kept alive for it.
-    leases: HashMap<Option<RuntimeId>, i64>,
-}
-
-struct OwnedName {
-    handle: AnyRemote,
-    lease: i64,
-    revision: i64,
+struct Leases {
+    /// Per owner runtime (`None`: objects of this runtime or well-known ones), the lease this
+    /// node attaches the owner's new bindings to.
+    granted: HashMap<Option<RuntimeId>, i64>,
+    /// The leases this node runs a keeper for.
+    kept: HashSet<i64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,7 +170,7 @@ impl EtcdStore {
             }),
             generation: AtomicU64::new(0),
             runtime: OnceLock::new(),
-            owned: Mutex::default(),
+            leases: Mutex::default(),
         });
         tokio::spawn(watch_loop(Arc::downgrade(&shared)));
         tokio::spawn(probe_loop(Arc::downgrade(&shared)));
@@ -253,10 +250,9 @@ impl Shared {
         })
     }
 
-    /// The etcd lease this node keeps alive for `owner`'s bindings, granted (and its keeper
-    /// started) on first use.
+    /// The etcd lease this node attaches `owner`'s new bindings to, granted on first use.
     async fn lease_for(self: &Arc<Self>, owner: Option<RuntimeId>) -> Result<i64, RemoteError> {
-        if let Some(id) = lock(&self.owned).leases.get(&owner) {
+        if let Some(id) = lock(&self.leases).granted.get(&owner) {
             return Ok(*id);
         }
         let mut lease = self.client.lease_client();
@@ -265,19 +261,32 @@ impl Shared {
                 .await
                 .map_err(|_| self.etcd_error("lease grant", "timed out"))?
                 .map_err(|e| self.etcd_error("lease grant", e))?;
-        let id = granted.id();
-        let mut owned = lock(&self.owned);
-        if let Some(other) = owned.leases.get(&owner) {
-            // Another bind for the same owner got there first: use its lease (ours lapses).
-            return Ok(*other);
-        }
-        owned.leases.insert(owner, id);
-        tokio::spawn(keep_lease(Arc::downgrade(self), owner, id));
+        // Another bind for the same owner may have got there first: use its lease (ours
+        // lapses unused). The keeper forgets a lease no binding uses.
+        let id = *lock(&self.leases)
+            .granted
+            .entry(owner)
+            .or_insert(granted.id());
+        self.keep(id);
         Ok(id)
     }
 
+    /// Starts a keeper for `lease` unless one runs.
+    fn keep(self: &Arc<Self>, lease: i64) {
+        if lease != 0 && lock(&self.leases).kept.insert(lease) {
+            tokio::spawn(keep_lease(Arc::downgrade(self), lease));
+        }
+    }
+
     /// Records a binding this node wrote at `revision`.
-    fn wrote(&self, name: String, object: AnyRemote, stored: StoredRef, lease: i64, revision: i64) {
+    fn wrote(
+        self: &Arc<Self>,
+        name: String,
+        object: AnyRemote,
+        stored: StoredRef,
+        lease: i64,
+        revision: i64,
+    ) {
         let mut cache = lock(&self.cache);
         let newer = cache
             .entries
@@ -285,27 +294,23 @@ impl Shared {
             .is_some_and(|e| e.revision > revision);
         if !newer {
             cache.entries.insert(
-                name.clone(),
+                name,
                 Entry {
                     stored,
                     revision,
-                    handle: Some(object.clone()),
-                },
-            );
-            lock(&self.owned).names.insert(
-                name,
-                OwnedName {
-                    handle: object,
                     lease,
-                    revision,
+                    handle: Some(object),
                 },
             );
             self.changed();
         }
+        drop(cache);
+        self.keep(lease);
     }
 
-    /// Applies a put seen through the watch or a read.
-    fn put(&self, cache: &mut Cache, name: String, value: &[u8], revision: i64) {
+    /// Applies a put seen through the watch.
+    fn put(self: &Arc<Self>, cache: &mut Cache, name: String, kv: &etcd_client::KeyValue) {
+        let revision = kv.mod_revision();
         if cache
             .entries
             .get(&name)
@@ -313,26 +318,19 @@ impl Shared {
         {
             return;
         }
-        match StoredRef::from_bytes(value) {
+        match StoredRef::from_bytes(kv.value()) {
             Ok(stored) => {
-                let mut owned = lock(&self.owned);
-                if owned
-                    .names
-                    .get(&name)
-                    .is_some_and(|o| o.revision != revision)
-                {
-                    // Rebound through another node: no longer ours to keep alive.
-                    owned.names.remove(&name);
-                }
                 cache.entries.insert(
                     name,
                     Entry {
                         stored,
                         revision,
+                        lease: kv.lease(),
                         handle: None,
                     },
                 );
                 self.changed();
+                self.keep(kv.lease());
             }
             Err(e) => {
                 tracing::warn!(%name, error = %e, "ignored a binding that is not a stored reference")
@@ -341,14 +339,13 @@ impl Shared {
     }
 
     fn delete(&self, cache: &mut Cache, name: &str) {
-        lock(&self.owned).names.remove(name);
         if cache.entries.remove(name).is_some() {
             self.changed();
         }
     }
 
     /// Reads every binding afresh and replaces the cache; returns the revision read at.
-    async fn resync(&self) -> Result<i64, String> {
+    async fn resync(self: &Arc<Self>) -> Result<i64, String> {
         let mut kv = self.client.kv_client();
         let resp = tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -364,9 +361,10 @@ impl Shared {
             .header()
             .map(|h| h.revision())
             .ok_or("etcd's answer has no header")?;
-        let mut fresh = BTreeMap::new();
+        let mut leases = HashSet::new();
         {
             let mut cache = lock(&self.cache);
+            let mut fresh = BTreeMap::new();
             for kv in resp.kvs() {
                 let Some(name) = kv
                     .key_str()
@@ -375,6 +373,7 @@ impl Shared {
                 else {
                     continue;
                 };
+                // An unchanged binding keeps the handle made for it.
                 let keep = cache
                     .entries
                     .remove(name)
@@ -385,22 +384,19 @@ impl Shared {
                         Ok(stored) => Entry {
                             stored,
                             revision: kv.mod_revision(),
+                            lease: kv.lease(),
                             handle: None,
                         },
                         Err(_) => continue,
                     },
                 };
+                leases.insert(entry.lease);
                 fresh.insert(name.to_string(), entry);
             }
             cache.entries = fresh;
-            let names: Vec<String> = cache.entries.keys().cloned().collect();
-            lock(&self.owned).names.retain(|n, o| {
-                names.contains(n)
-                    && cache
-                        .entries
-                        .get(n)
-                        .is_some_and(|e| e.revision == o.revision)
-            });
+        }
+        for lease in leases {
+            self.keep(lease);
         }
         self.changed();
         Ok(revision)
@@ -482,12 +478,7 @@ async fn watch_loop(weak: Weak<Shared>) {
                             continue;
                         };
                         match ev.event_type() {
-                            EventType::Put => shared.put(
-                                &mut cache,
-                                name.to_string(),
-                                kv.value(),
-                                kv.mod_revision(),
-                            ),
+                            EventType::Put => shared.put(&mut cache, name.to_string(), kv),
                             EventType::Delete => shared.delete(&mut cache, name),
                         }
                     }
@@ -533,48 +524,42 @@ async fn probe_loop(weak: Weak<Shared>) {
     }
 }
 
-/// Keeps `lease` alive while `owner` answers pings and this node still has bindings on it.
-/// Stops (and the bindings lapse after the TTL) when the owner stops answering; revokes the
-/// lease when its last binding is gone.
-async fn keep_lease(weak: Weak<Shared>, owner: Option<RuntimeId>, lease: i64) {
-    let period = {
-        let Some(shared) = weak.upgrade() else { return };
-        Duration::from_secs(shared.config.ttl_secs() as u64) / 3
+/// Keeps `lease` alive while bindings on it are in the cache and their owner answers this
+/// node's pings. Stops when no binding uses it any more, or when etcd says it expired; skips a
+/// renewal while the owner does not answer (its bindings lapse after the TTL unless another
+/// node still reaches the owner).
+async fn keep_lease(weak: Weak<Shared>, lease: i64) {
+    let period = match weak.upgrade() {
+        Some(shared) => Duration::from_secs(shared.config.ttl_secs() as u64) / 3,
+        None => return,
     };
     let mut keeper = None;
     let mut owner_silent = false;
     loop {
         tokio::time::sleep(period).await;
         let Some(shared) = weak.upgrade() else { return };
-        let handle = lock(&shared.owned)
-            .names
+        let bound = lock(&shared.cache)
+            .entries
             .values()
-            .find(|o| o.lease == lease)
-            .map(|o| o.handle.clone());
-        let Some(handle) = handle else {
-            {
-                let mut owned = lock(&shared.owned);
-                if owned.leases.get(&owner) == Some(&lease) {
-                    owned.leases.remove(&owner);
-                }
-            }
-            let mut client = shared.client.lease_client();
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.revoke(lease)).await;
-            tracing::debug!(lease, "no binding left on the lease: revoked");
+            .find(|e| e.lease == lease)
+            .map(|e| e.stored.clone());
+        let Some(stored) = bound else {
+            shared.forget_lease(lease);
+            tracing::debug!(lease, "no binding left on the lease: no longer renewed");
             return;
         };
-        let Ok(rt) = shared.runtime() else { continue };
-        let rt = rt.clone();
-        match rt.ping_owner(&handle, period).await {
-            Ok(()) => {
-                if owner_silent {
-                    tracing::info!(owner = ?owner, "the owner answers again: its bindings are kept");
-                    owner_silent = false;
-                }
+        let Ok(rt) = shared.runtime().cloned() else {
+            continue;
+        };
+        match rt.ping(&stored, period).await {
+            Ok(()) if owner_silent => {
+                tracing::info!(owner = ?stored.owner(), "the owner answers again: its bindings are kept");
+                owner_silent = false;
             }
+            Ok(()) => {}
             Err(e) => {
                 if !owner_silent {
-                    tracing::warn!(owner = ?owner, error = %e, "the owner does not answer: its bindings lapse unless it returns");
+                    tracing::warn!(owner = ?stored.owner(), error = %e, "the owner does not answer: its bindings lapse unless it returns");
                     owner_silent = true;
                 }
                 continue;
@@ -600,19 +585,73 @@ async fn keep_lease(weak: Weak<Shared>, owner: Option<RuntimeId>, lease: i64) {
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, renewed).await {
             Ok(Ok(Some(resp))) if resp.ttl() <= 0 => {
-                // etcd forgot the lease (it expired while we could not renew it): its keys are
-                // gone, the watch removes them; the owner must bind again.
-                tracing::warn!(lease, owner = ?owner, "the lease expired: its bindings are gone");
-                let mut owned = lock(&shared.owned);
-                owned.names.retain(|_, o| o.lease != lease);
-                if owned.leases.get(&owner) == Some(&lease) {
-                    owned.leases.remove(&owner);
-                }
+                // etcd forgot the lease (nobody renewed it in time): its keys are gone and the
+                // watch removes them; the owner must bind again.
+                tracing::warn!(lease, owner = ?stored.owner(), "the lease expired: its bindings are gone");
+                shared.forget_lease(lease);
                 return;
             }
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) | Ok(Err(_)) | Err(_) => keeper = None,
         }
+    }
+}
+
+impl Shared {
+    /// `bind` (`exclusive`: a transaction that puts only if the key does not exist) or
+    /// `rebind` (a put).
+    async fn write(
+        self: &Arc<Self>,
+        name: String,
+        object: AnyRemote,
+        exclusive: bool,
+    ) -> Result<(), RemoteError> {
+        let op = if exclusive { "bind" } else { "rebind" };
+        self.check_healthy(op)?;
+        let stored = self.runtime()?.stored_ref(&object)?;
+        let key = self.key(&name);
+        // Twice at most: a lease this node granted may have expired unseen (etcd down longer
+        // than its TTL); the second attempt is on a fresh one.
+        let mut attempt = 0;
+        let (lease, resp) = loop {
+            attempt += 1;
+            let lease = self.lease_for(stored.owner()).await?;
+            let put = TxnOp::put(
+                key.clone(),
+                stored.to_bytes(),
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            let txn = if exclusive {
+                Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([put])
+            } else {
+                Txn::new().and_then([put])
+            };
+            let mut kv = self.client.kv_client();
+            match tokio::time::timeout(REQUEST_TIMEOUT, kv.txn(txn)).await {
+                Err(_) => return Err(self.etcd_error(op, "timed out")),
+                Ok(Ok(resp)) => break (lease, resp),
+                Ok(Err(e)) if attempt == 1 && e.to_string().contains("lease not found") => {
+                    self.forget_lease(lease);
+                }
+                Ok(Err(e)) => return Err(self.etcd_error(op, e)),
+            }
+        };
+        if !resp.succeeded() {
+            return Err(RemoteError::AlreadyBound { name });
+        }
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        tracing::info!(%name, interface = object.interface(), revision, "{op} in etcd");
+        self.wrote(name, object, stored, lease, revision);
+        Ok(())
+    }
+
+    /// Stops renewing `lease`, and stops attaching new bindings to it.
+    fn forget_lease(&self, lease: i64) {
+        let mut leases = lock(&self.leases);
+        leases.kept.remove(&lease);
+        leases.granted.retain(|_, l| *l != lease);
     }
 }
 
@@ -623,53 +662,11 @@ impl RegistryStore for EtcdStore {
     }
 
     async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
-        let s = &self.shared;
-        s.check_healthy("bind")?;
-        let stored = s.runtime()?.stored_ref(&object)?;
-        let lease = s.lease_for(stored.owner()).await?;
-        let key = s.key(&name);
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                stored.to_bytes(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let mut kv = s.client.kv_client();
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, kv.txn(txn))
-            .await
-            .map_err(|_| s.etcd_error("bind", "timed out"))?
-            .map_err(|e| s.etcd_error("bind", e))?;
-        if !resp.succeeded() {
-            return Err(RemoteError::AlreadyBound { name });
-        }
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        tracing::info!(%name, interface = object.interface(), revision, "bound in etcd");
-        s.wrote(name, object, stored, lease, revision);
-        Ok(())
+        self.shared.write(name, object, true).await
     }
 
     async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
-        let s = &self.shared;
-        s.check_healthy("rebind")?;
-        let stored = s.runtime()?.stored_ref(&object)?;
-        let lease = s.lease_for(stored.owner()).await?;
-        let mut kv = s.client.kv_client();
-        let resp = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            kv.put(
-                s.key(&name),
-                stored.to_bytes(),
-                Some(PutOptions::new().with_lease(lease)),
-            ),
-        )
-        .await
-        .map_err(|_| s.etcd_error("rebind", "timed out"))?
-        .map_err(|e| s.etcd_error("rebind", e))?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        tracing::info!(%name, interface = object.interface(), revision, "rebound in etcd");
-        s.wrote(name, object, stored, lease, revision);
-        Ok(())
+        self.shared.write(name, object, false).await
     }
 
     async fn unbind(&self, name: String) -> Result<(), RemoteError> {
@@ -719,11 +716,10 @@ impl RegistryStore for EtcdStore {
     }
 
     fn local_objects(&self) -> Vec<AnyRemote> {
-        lock(&self.shared.owned)
-            .names
+        lock(&self.shared.cache)
+            .entries
             .values()
-            .filter(|o| o.handle.is_local())
-            .map(|o| o.handle.clone())
+            .filter_map(|e| e.handle.as_ref().filter(|h| h.is_local()).cloned())
             .collect()
     }
 

@@ -7,10 +7,11 @@
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, ObjectUrl};
 use crate::{AnyRemote, Caller, Remote, RemoteError, remote};
 
 pub use store::{MemoryStore, RegistryStore, StoreRuntime, StoreStatus, StoredRef};
@@ -128,6 +129,141 @@ pub fn locate(endpoint: &Endpoint) -> Remote<dyn Registry> {
     crate::naming::default_runtime().registry_at(endpoint)
 }
 
+/// Splits `tcp://a:1099,tcp://b:1099/name` into the registry endpoints to try, in order, and the
+/// URL of the last one (which carries the name). Earlier parts may repeat the name or omit it.
+pub(crate) fn failover_url(url: &str) -> Result<(Vec<Endpoint>, ObjectUrl), RemoteError> {
+    let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+    let (last, earlier) = parts
+        .split_last()
+        .ok_or_else(|| RemoteError::InvalidEndpoint {
+            endpoint: url.into(),
+            reason: "empty".into(),
+        })?;
+    let last: ObjectUrl = last.parse()?;
+    let mut endpoints = Vec::with_capacity(parts.len());
+    for part in earlier {
+        let u: ObjectUrl = part.parse()?;
+        if u.name.is_some() && u.name != last.name {
+            return Err(RemoteError::InvalidEndpoint {
+                endpoint: url.into(),
+                reason: "the registries of one URL name different objects".into(),
+            });
+        }
+        endpoints.push(u.endpoint);
+    }
+    endpoints.push(last.endpoint.clone());
+    Ok((endpoints, last))
+}
+
+impl crate::Runtime {
+    /// A handle to one namespace served by several registries (registry nodes sharing a store),
+    /// reached through this runtime: each call goes to the registry that answered last, and
+    /// moves on to the next in order when one does not answer (refused, connection lost,
+    /// deadline passed, store unavailable). An application answer (`NotBound`, `AlreadyBound`,
+    /// `AccessDenied`) is final. With one endpoint it is [`registry_at`](Self::registry_at).
+    ///
+    /// A write whose connection broke after the registry applied it is tried on the next one,
+    /// where a `bind` then fails with `AlreadyBound`.
+    pub fn registry_at_any(&self, endpoints: &[Endpoint]) -> Remote<dyn Registry> {
+        match endpoints {
+            [one] => self.registry_at(one),
+            _ => Remote::new(FailoverRegistry {
+                nodes: endpoints.iter().map(|e| self.registry_at(e)).collect(),
+                preferred: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// Several registries of one namespace, tried in turn (see [`crate::Runtime::registry_at_any`]).
+struct FailoverRegistry {
+    nodes: Vec<Remote<dyn Registry>>,
+    /// The node that answered last: tried first.
+    preferred: AtomicUsize,
+}
+
+impl FailoverRegistry {
+    /// Runs `call` on each node in turn, from the preferred one, until one answers.
+    async fn each<T, F, Fut>(&self, call: F) -> Result<T, RemoteError>
+    where
+        F: Fn(Remote<dyn Registry>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let n = self.nodes.len();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = RemoteError::Unreachable {
+            object: "a registry (no endpoint given)".into(),
+        };
+        for i in (0..n).map(|k| (start + k) % n) {
+            match call(self.nodes[i].clone()).await {
+                Err(e) if does_not_answer(&e) => {
+                    tracing::debug!(registry = i, error = %e, "registry does not answer: trying the next");
+                    last = e;
+                }
+                answer => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return answer;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Errors after which another registry of the namespace may answer.
+fn does_not_answer(e: &RemoteError) -> bool {
+    matches!(
+        e,
+        RemoteError::ConnectionRefused { .. }
+            | RemoteError::ConnectionLost { .. }
+            | RemoteError::Timeout { .. }
+            | RemoteError::Unreachable { .. }
+    )
+}
+
+#[remote]
+impl Registry for FailoverRegistry {
+    async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let (name, object) = (name.clone(), object.clone());
+            async move { r.bind(name, object).await }
+        })
+        .await
+    }
+
+    async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let (name, object) = (name.clone(), object.clone());
+            async move { r.rebind(name, object).await }
+        })
+        .await
+    }
+
+    async fn unbind(&self, name: String) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let name = name.clone();
+            async move { r.unbind(name).await }
+        })
+        .await
+    }
+
+    async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError> {
+        self.each(|r| {
+            let name = name.clone();
+            async move { r.lookup(name).await }
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
+        self.each(|r| async move { r.list().await }).await
+    }
+
+    async fn store(&self) -> Result<StoreStatus, RemoteError> {
+        self.each(|r| async move { r.store().await }).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +281,18 @@ mod tests {
 
     fn far() -> tokio::time::Instant {
         tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    #[test]
+    fn a_url_may_list_several_registries() {
+        let (eps, url) = failover_url("tcp://a:1099,tcp://b:1099/name").unwrap();
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].to_string(), "tcp://a:1099");
+        assert_eq!(url.endpoint.to_string(), "tcp://b:1099");
+        assert_eq!(url.name.as_deref(), Some("name"));
+        let (eps, _) = failover_url("tcp://a:1099/name").unwrap();
+        assert_eq!(eps.len(), 1);
+        assert!(failover_url("tcp://a:1099/x,tcp://b:1099/y").is_err());
     }
 
     #[tokio::test]

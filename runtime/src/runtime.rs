@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::RemoteError;
 use crate::child::{self, Bootstrap, BootstrapService};
 use crate::connection::{self, Connection};
-use crate::endpoint::{Endpoint, ObjectUrl};
+use crate::endpoint::Endpoint;
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::id::{ObjId, RuntimeId};
 use crate::introspect::{Introspect, IntrospectEndpoint, Report};
@@ -1121,9 +1121,9 @@ impl Runtime {
         &self,
         url: &str,
     ) -> Result<Remote<T>, RemoteError> {
-        let url: ObjectUrl = url.parse()?;
+        let (endpoints, url) = crate::registry::failover_url(url)?;
         let name = url.require_name()?.to_string();
-        self.registry_at(&url.endpoint)
+        self.registry_at_any(&endpoints)
             .lookup(name)
             .await?
             .downcast()

@@ -474,3 +474,46 @@ async fn a_three_member_cluster_losing_one_member_keeps_working() {
         assert!(healthy, "{:?}", r.store().await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_fail_over_when_a_registry_node_dies_and_nothing_bound_is_lost() {
+    let Some(bin) = etcd_bin() else { return };
+    let etcd = Etcd::start(bin, 1).await;
+    let ns = prefix();
+    let mut a = node(&etcd, &ns, SHORT_TTL).await;
+    let b = node(&etcd, &ns, SHORT_TTL).await;
+    // The owner binds through node A, which grants the binding's lease.
+    let owner = Peer::start(&["bind", &a.url("svc"), "svc"]).await;
+    assert_eq!(owner.first_line, "bound");
+    let url = format!("{},{}", a.endpoint(), b.url("svc"));
+    assert!(
+        eventually(PROPAGATION, || async {
+            let c: Result<Remote<dyn Counter>, _> = oxrmi::lookup(&b.url("svc")).await;
+            c.is_ok()
+        })
+        .await
+    );
+    let counter: Remote<dyn Counter> = oxrmi::lookup(&url).await.unwrap();
+    counter.add(1).await.unwrap();
+
+    a.kill().await;
+    // Lookups through the list go on, through node B; the handle keeps calling the owner.
+    for i in 0..5 {
+        let c: Remote<dyn Counter> = oxrmi::lookup(&url)
+            .await
+            .unwrap_or_else(|e| panic!("lookup {i} after node A died: {e}"));
+        assert_eq!(c.get().await, Ok(1 + i));
+        counter.add(1).await.unwrap();
+    }
+    // Several lease periods later the binding is still there: node B renews its lease while
+    // the owner answers, though the node that granted it is gone.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let c: Remote<dyn Counter> = oxrmi::lookup(&url).await.unwrap();
+    assert_eq!(c.get().await, Ok(6));
+    // And a list whose every registry is dead says so.
+    let dead = format!("{},{}", a.endpoint(), a.url("svc"));
+    assert!(matches!(
+        oxrmi::lookup::<dyn Counter>(&dead).await.map(drop),
+        Err(RemoteError::ConnectionRefused { .. })
+    ));
+}

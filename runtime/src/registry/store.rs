@@ -254,27 +254,20 @@ impl StoreRuntime {
         AnyRemote::import(self.runtime()?, r.0.clone())
     }
 
-    /// Whether the owner of `object` answers within `timeout`: one call to its introspection
-    /// service (a real round trip; dials again if the connection was closed). An object of
-    /// this runtime, or a well-known one, is always alive.
-    pub async fn ping_owner(
-        &self,
-        object: &AnyRemote,
-        timeout: Duration,
-    ) -> Result<(), RemoteError> {
-        let Some(h) = object.stub() else {
-            return Ok(());
-        };
-        let Some(owner) = h.target().runtime else {
-            return Ok(());
-        };
+    /// Whether the owner of the object `r` names answers within `timeout`: one call to its
+    /// introspection service (a real round trip; dials again if the connection was closed).
+    /// An object of this runtime, or a well-known one, is always alive.
+    pub async fn ping(&self, r: &StoredRef, timeout: Duration) -> Result<(), RemoteError> {
         let rt = self.runtime()?;
+        let Some(owner) = r.0.runtime.filter(|o| *o != rt.id) else {
+            return Ok(());
+        };
         let introspect: Remote<dyn Introspect> = Remote::from_stub(StubHandle::well_known(
             rt,
             Some(owner),
             ObjId::INTROSPECT,
             <dyn Introspect as Interface>::NAME,
-            h.target().endpoints.clone(),
+            r.0.endpoints.clone(),
         ));
         crate::with_timeout(timeout, introspect.interfaces())
             .await
