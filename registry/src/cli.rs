@@ -125,6 +125,10 @@ pub(crate) struct BenchArgs {
     /// About ten times fewer calls and shorter runs: for a quick look, not for quoting.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Instead of the transport figures: lookups and binds through a registry on this store
+    /// (`etcd://host:port`) beside the in-memory registry, in the same run.
+    #[arg(long, value_name = "STORE")]
+    pub(crate) registry: Option<String>,
 }
 
 #[derive(Args, Debug)]
