@@ -742,3 +742,18 @@ impl RegistryStore for EtcdStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_lists_etcd_endpoints() {
+        let c = EtcdConfig::from_url("etcd://10.0.0.1:2379, 10.0.0.2:2379/").unwrap();
+        assert_eq!(c.endpoints, ["10.0.0.1:2379", "10.0.0.2:2379"]);
+        assert_eq!(c.prefix, DEFAULT_PREFIX);
+        assert_eq!(c.url(), "etcd://10.0.0.1:2379,10.0.0.2:2379");
+        assert!(EtcdConfig::from_url("etcd://").is_err());
+        assert!(EtcdConfig::from_url("tcp://10.0.0.1:2379").is_err());
+    }
+}

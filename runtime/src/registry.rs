@@ -210,8 +210,9 @@ impl FailoverRegistry {
     }
 }
 
-/// Errors after which another registry of the namespace may answer.
-fn does_not_answer(e: &RemoteError) -> bool {
+/// Errors that mean the callee did not answer: after them another registry of the namespace
+/// may, and an owner that gives them to every ping is taken for dead.
+pub(crate) fn does_not_answer(e: &RemoteError) -> bool {
     matches!(
         e,
         RemoteError::ConnectionRefused { .. }

@@ -256,6 +256,7 @@ impl StoreRuntime {
 
     /// Whether the owner of the object `r` names answers within `timeout`: one call to its
     /// introspection service (a real round trip; dials again if the connection was closed).
+    /// Any answer counts, even an error; only no answer (refused, lost, deadline passed) fails.
     /// An object of this runtime, or a well-known one, is always alive.
     pub async fn ping(&self, r: &StoredRef, timeout: Duration) -> Result<(), RemoteError> {
         let rt = self.runtime()?;
@@ -269,8 +270,10 @@ impl StoreRuntime {
             <dyn Introspect as Interface>::NAME,
             r.0.endpoints.clone(),
         ));
-        crate::with_timeout(timeout, introspect.interfaces())
-            .await
-            .map(drop)
+        match crate::with_timeout(timeout, introspect.interfaces()).await {
+            // Any answer proves the owner alive, even a refusal by its authorization checks.
+            Err(e) if super::does_not_answer(&e) || e == RemoteError::Shutdown => Err(e),
+            _ => Ok(()),
+        }
     }
 }
