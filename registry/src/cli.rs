@@ -65,6 +65,16 @@ pub(crate) struct RegistryArgs {
     /// Accept bind, rebind and unbind from other hosts (default: from this host only).
     #[arg(long)]
     pub(crate) allow_remote_writes: bool,
+    /// Where the bindings are kept: `memory` (this process) or `etcd://host:port[,host:port]`
+    /// (shared by every registry node on that etcd; needs the `etcd` build feature).
+    #[arg(long, value_name = "STORE", default_value = "memory")]
+    pub(crate) store: String,
+    /// The etcd key prefix of the bindings: deployments with different prefixes share a cluster.
+    #[arg(long, value_name = "PREFIX", default_value = "/oxrmi/registry/")]
+    pub(crate) prefix: String,
+    /// Seconds a binding outlives its owner (or the node keeping it) in etcd.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub(crate) lease_ttl: u64,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +125,10 @@ pub(crate) struct BenchArgs {
     /// About ten times fewer calls and shorter runs: for a quick look, not for quoting.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Instead of the transport figures: lookups and binds through a registry on this store
+    /// (`etcd://host:port`) beside the in-memory registry, in the same run.
+    #[arg(long, value_name = "STORE")]
+    pub(crate) registry: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -7,22 +7,35 @@ use std::io::Write;
 use oxrmi::introspect::Report;
 
 use crate::cli::IpcsArgs;
-use crate::one_request;
 use crate::table::Table;
+use crate::{list_bindings, one_request};
 
 /// Fetches the report and prints it.
 pub(crate) fn run(args: IpcsArgs) -> anyhow::Result<()> {
     let endpoint = args.endpoint.clone();
-    let report = one_request::run(
+    let (report, store) = one_request::run(
         &format!("cannot introspect the runtime at {endpoint}"),
-        |rt| async move { rt.introspect_at(&endpoint).report().await },
+        |rt| async move {
+            let report = rt.introspect_at(&endpoint).report().await?;
+            Ok((report, list_bindings::store_status(&rt, &endpoint).await?))
+        },
     )?;
     let text = if args.json {
+        // The JSON stays the report; the registry's store goes to stderr.
+        if let Some(s) = &store {
+            eprintln!("registry {}", list_bindings::store_line(s));
+        }
         let mut json = serde_json::to_string_pretty(&report)?;
         json.push('\n');
         json
     } else {
-        render(&report)
+        let mut text = render(&report);
+        if let Some(s) = &store {
+            // After the summary line: the registry this runtime serves, and its store.
+            let at = text.find("\n\n").map_or(text.len(), |i| i + 1);
+            text.insert_str(at, &format!("registry {}\n", list_bindings::store_line(s)));
+        }
+        text
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

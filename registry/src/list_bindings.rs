@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use oxrmi::registry::Binding;
+use oxrmi::registry::{Binding, StoreStatus};
+use oxrmi::{Endpoint, RemoteError, Runtime};
 
 use crate::cli::ListArgs;
 use crate::one_request;
@@ -11,16 +12,28 @@ use crate::table::Table;
 /// Fetches the bindings and prints them.
 pub(crate) fn run(args: ListArgs) -> anyhow::Result<()> {
     let registry = args.registry.clone();
-    let bindings = one_request::run(
+    let (bindings, store) = one_request::run(
         &format!("cannot list the registry at {registry}"),
-        |rt| async move { rt.registry_at(&registry).list().await },
+        |rt| async move {
+            let bindings = rt.registry_at(&registry).list().await?;
+            Ok((bindings, store_status(&rt, &registry).await?))
+        },
     )?;
     let text = if args.json {
+        // The JSON stays the array of bindings; the store goes to stderr.
+        if let Some(s) = &store {
+            eprintln!("{}", store_line(s));
+        }
         let mut json = serde_json::to_string(&bindings)?;
         json.push('\n');
         json
     } else {
-        render(&bindings)
+        let mut text = store
+            .as_ref()
+            .map(|s| format!("{}\n\n", store_line(s)))
+            .unwrap_or_default();
+        text.push_str(&render(&bindings));
+        text
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
@@ -29,6 +42,32 @@ pub(crate) fn run(args: ListArgs) -> anyhow::Result<()> {
         eprintln!("(no names are bound in {})", args.registry);
     }
     Ok(())
+}
+
+/// The store of the registry at `endpoint`; `None` from a runtime that serves no registry or
+/// from a registry older than `Registry::store`.
+pub(crate) async fn store_status(
+    rt: &Runtime,
+    endpoint: &Endpoint,
+) -> Result<Option<StoreStatus>, RemoteError> {
+    match rt.registry_at(endpoint).store().await {
+        Ok(s) => Ok(Some(s)),
+        Err(RemoteError::NoSuchObject { .. } | RemoteError::NoSuchMethod { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One line on a registry's store: what it is, its health, and why.
+pub(crate) fn store_line(s: &StoreStatus) -> String {
+    let health = match (s.healthy, s.stale) {
+        (true, _) => "healthy",
+        (false, true) => "UNHEALTHY, lookups from a stale cache, writes refused",
+        (false, false) => "UNHEALTHY, writes refused",
+    };
+    format!(
+        "store {}  {health}  {} bindings  ({})",
+        s.store, s.bindings, s.detail
+    )
 }
 
 /// The bindings as an aligned NAME / INTERFACE table.
@@ -43,6 +82,24 @@ fn render(bindings: &[Binding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_line_says_when_writes_are_refused() {
+        let mut s = StoreStatus {
+            store: "etcd://127.0.0.1:2379 prefix /oxrmi/registry/".into(),
+            healthy: true,
+            stale: false,
+            detail: "cache current".into(),
+            bindings: 3,
+        };
+        assert_eq!(
+            store_line(&s),
+            "store etcd://127.0.0.1:2379 prefix /oxrmi/registry/  healthy  3 bindings  (cache current)"
+        );
+        s.healthy = false;
+        s.stale = true;
+        assert!(store_line(&s).contains("UNHEALTHY, lookups from a stale cache, writes refused"));
+    }
 
     #[test]
     fn bindings_render_as_an_aligned_table() {

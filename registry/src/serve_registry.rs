@@ -31,6 +31,9 @@ async fn serve(args: RegistryArgs) -> anyhow::Result<()> {
         .tls_from_env()
         .registry()
         .registry_accepts_remote_writes(args.allow_remote_writes);
+    if args.store != "memory" {
+        builder = builder.registry_store(store(&args).await?);
+    }
     for endpoint in &args.listen {
         builder = builder.listen(endpoint);
     }
@@ -38,12 +41,44 @@ async fn serve(args: RegistryArgs) -> anyhow::Result<()> {
     announce(&rt.endpoints())?;
     tracing::info!(
         remote_writes = args.allow_remote_writes,
+        store = %args.store,
         "registry serving; Ctrl-C or SIGTERM stops it"
     );
     let signal = shutdown.recv().await;
     tracing::info!(signal, "shutting down");
     rt.shutdown();
     Ok(())
+}
+
+/// The store `--store` names (anything but `memory`).
+#[cfg(feature = "etcd")]
+async fn store(
+    args: &RegistryArgs,
+) -> anyhow::Result<std::sync::Arc<dyn oxrmi::registry::RegistryStore>> {
+    use oxrmi_registry::etcd::{EtcdConfig, EtcdStore};
+    let mut config = EtcdConfig::from_url(&args.store).map_err(anyhow::Error::msg)?;
+    config.prefix = args.prefix.clone();
+    config.lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
+    let store = EtcdStore::connect(config)
+        .await
+        .with_context(|| format!("cannot use the store {}", args.store))?;
+    // Serve at once even if etcd is down: lookups fail as unbound and writes are refused with
+    // a clear error until it answers, which the status (`oxrmi list`) shows.
+    if !store.ready(std::time::Duration::from_secs(5)).await {
+        tracing::warn!(store = %args.store, "etcd does not answer yet; serving, unhealthy");
+    }
+    Ok(std::sync::Arc::new(store))
+}
+
+/// The store `--store` names: without the `etcd` feature only `memory` exists.
+#[cfg(not(feature = "etcd"))]
+async fn store(
+    args: &RegistryArgs,
+) -> anyhow::Result<std::sync::Arc<dyn oxrmi::registry::RegistryStore>> {
+    anyhow::bail!(
+        "--store {}: this oxrmi was built without the `etcd` feature (cargo build -p oxrmi-registry --features etcd)",
+        args.store
+    )
 }
 
 /// Prints one `listening on` line per endpoint and flushes, so a reader of a pipe sees them now.

@@ -76,8 +76,9 @@ pub fn default_runtime() -> &'static Runtime {
 }
 
 fn registry_of(url: &str) -> Result<(Remote<dyn Registry>, ObjectUrl), RemoteError> {
-    let url: ObjectUrl = url.parse()?;
-    Ok((default_runtime().registry_at(&url.endpoint), url))
+    // `tcp://a:1099,tcp://b:1099/name`: several registries of one namespace, tried in turn.
+    let (endpoints, url) = crate::registry::failover_url(url)?;
+    Ok((default_runtime().registry_at_any(&endpoints), url))
 }
 
 /// Looks up the object named by `url` (`tcp://host:port/name`) and checks its interface.

@@ -5,7 +5,10 @@
 //! endpoint alone: [`locate`]. A registry keeps its bindings in memory; names bound by URL
 //! ([`Runtime::bind_url`]) are bound again by their owners when it restarts (`OwnedNames`).
 
+mod store;
+
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ use crate::endpoint::{Endpoint, ObjectUrl};
 use crate::id::RuntimeId;
 use crate::runtime::RuntimeInner;
 use crate::{AnyRemote, Caller, Remote, RemoteError, Runtime, remote};
+
+pub use store::{MemoryStore, RegistryStore, StoreRuntime, StoreStatus, StoredRef};
 
 /// One name in a registry and the interface of the object bound to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,25 +47,28 @@ pub trait Registry: Send + Sync {
     async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError>;
     /// Every binding, sorted by name.
     async fn list(&self) -> Result<Vec<Binding>, RemoteError>;
+    /// What the registry keeps its bindings in (memory, etcd) and whether that store is healthy.
+    async fn store(&self) -> Result<StoreStatus, RemoteError>;
 }
 
-/// The in-memory registry a runtime serves.
-#[derive(Default)]
+/// The registry a runtime serves: the host rule for writes, then its [`RegistryStore`].
 pub(crate) struct RegistryService {
-    bindings: Mutex<BTreeMap<String, AnyRemote>>,
+    store: Arc<dyn RegistryStore>,
     /// Whether other hosts may bind, rebind and unbind.
     pub(crate) remote_writes: bool,
-    /// Counts changes, so a cache of lookups (the gRPC bridge's) knows when it is stale.
-    generation: std::sync::atomic::AtomicU64,
 }
 
 impl RegistryService {
-    pub(crate) fn new(remote_writes: bool) -> Self {
+    pub(crate) fn new(store: Arc<dyn RegistryStore>, remote_writes: bool) -> Self {
         RegistryService {
-            bindings: Mutex::default(),
+            store,
             remote_writes,
-            generation: Default::default(),
         }
+    }
+
+    /// The store, told which runtime serves it.
+    pub(crate) fn attach(&self, runtime: StoreRuntime) {
+        self.store.attach(runtime);
     }
 
     fn check_write(&self, op: &str) -> Result<(), RemoteError> {
@@ -78,26 +86,16 @@ impl RegistryService {
     /// How many times the bindings changed.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn changed(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.store.generation()
     }
 
     /// The interfaces of the local objects bound here.
     pub(crate) fn local_interfaces(&self) -> Vec<crate::object::InterfaceEntry> {
-        self.bindings()
-            .values()
+        self.store
+            .local_objects()
+            .iter()
             .filter_map(|o| o.local_interface())
             .collect()
-    }
-
-    fn bindings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AnyRemote>> {
-        self.bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -105,52 +103,29 @@ impl RegistryService {
 impl Registry for RegistryService {
     async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
         self.check_write("bind")?;
-        let mut b = self.bindings();
-        if b.contains_key(&name) {
-            return Err(RemoteError::AlreadyBound { name });
-        }
-        tracing::info!(%name, interface = object.interface(), "bound");
-        b.insert(name, object);
-        self.changed();
-        Ok(())
+        self.store.bind(name, object).await
     }
 
     async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
         self.check_write("rebind")?;
-        tracing::info!(%name, interface = object.interface(), "rebound");
-        self.bindings().insert(name, object);
-        self.changed();
-        Ok(())
+        self.store.rebind(name, object).await
     }
 
     async fn unbind(&self, name: String) -> Result<(), RemoteError> {
         self.check_write("unbind")?;
-        match self.bindings().remove(&name) {
-            Some(_) => {
-                tracing::info!(%name, "unbound");
-                self.changed();
-                Ok(())
-            }
-            None => Err(RemoteError::NotBound { name }),
-        }
+        self.store.unbind(name).await
     }
 
     async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError> {
-        self.bindings()
-            .get(&name)
-            .cloned()
-            .ok_or(RemoteError::NotBound { name })
+        self.store.lookup(&name)
     }
 
     async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
-        Ok(self
-            .bindings()
-            .iter()
-            .map(|(name, o)| Binding {
-                name: name.clone(),
-                interface: o.interface().to_string(),
-            })
-            .collect())
+        Ok(self.store.list())
+    }
+
+    async fn store(&self) -> Result<StoreStatus, RemoteError> {
+        Ok(self.store.status())
     }
 }
 
@@ -378,6 +353,142 @@ pub fn locate(endpoint: &Endpoint) -> Remote<dyn Registry> {
     crate::naming::default_runtime().registry_at(endpoint)
 }
 
+/// Splits `tcp://a:1099,tcp://b:1099/name` into the registry endpoints to try, in order, and the
+/// URL of the last one (which carries the name). Earlier parts may repeat the name or omit it.
+pub(crate) fn failover_url(url: &str) -> Result<(Vec<Endpoint>, ObjectUrl), RemoteError> {
+    let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+    let (last, earlier) = parts
+        .split_last()
+        .ok_or_else(|| RemoteError::InvalidEndpoint {
+            endpoint: url.into(),
+            reason: "empty".into(),
+        })?;
+    let last: ObjectUrl = last.parse()?;
+    let mut endpoints = Vec::with_capacity(parts.len());
+    for part in earlier {
+        let u: ObjectUrl = part.parse()?;
+        if u.name.is_some() && u.name != last.name {
+            return Err(RemoteError::InvalidEndpoint {
+                endpoint: url.into(),
+                reason: "the registries of one URL name different objects".into(),
+            });
+        }
+        endpoints.push(u.endpoint);
+    }
+    endpoints.push(last.endpoint.clone());
+    Ok((endpoints, last))
+}
+
+impl crate::Runtime {
+    /// A handle to one namespace served by several registries (registry nodes sharing a store),
+    /// reached through this runtime: each call goes to the registry that answered last, and
+    /// moves on to the next in order when one does not answer (refused, connection lost,
+    /// deadline passed, store unavailable). An application answer (`NotBound`, `AlreadyBound`,
+    /// `AccessDenied`) is final. With one endpoint it is [`registry_at`](Self::registry_at).
+    ///
+    /// A write whose connection broke after the registry applied it is tried on the next one,
+    /// where a `bind` then fails with `AlreadyBound`.
+    pub fn registry_at_any(&self, endpoints: &[Endpoint]) -> Remote<dyn Registry> {
+        match endpoints {
+            [one] => self.registry_at(one),
+            _ => Remote::new(FailoverRegistry {
+                nodes: endpoints.iter().map(|e| self.registry_at(e)).collect(),
+                preferred: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// Several registries of one namespace, tried in turn (see [`crate::Runtime::registry_at_any`]).
+struct FailoverRegistry {
+    nodes: Vec<Remote<dyn Registry>>,
+    /// The node that answered last: tried first.
+    preferred: AtomicUsize,
+}
+
+impl FailoverRegistry {
+    /// Runs `call` on each node in turn, from the preferred one, until one answers.
+    async fn each<T, F, Fut>(&self, call: F) -> Result<T, RemoteError>
+    where
+        F: Fn(Remote<dyn Registry>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let n = self.nodes.len();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = RemoteError::Unreachable {
+            object: "a registry (no endpoint given)".into(),
+        };
+        for i in (0..n).map(|k| (start + k) % n) {
+            match call(self.nodes[i].clone()).await {
+                Err(e) if does_not_answer(&e) => {
+                    tracing::debug!(registry = i, error = %e, "registry does not answer: trying the next");
+                    last = e;
+                }
+                answer => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return answer;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Errors that mean the callee did not answer: after them another registry of the namespace
+/// may, and an owner that gives them to every ping is taken for dead.
+pub(crate) fn does_not_answer(e: &RemoteError) -> bool {
+    matches!(
+        e,
+        RemoteError::ConnectionRefused { .. }
+            | RemoteError::ConnectionLost { .. }
+            | RemoteError::Timeout { .. }
+            | RemoteError::Unreachable { .. }
+    )
+}
+
+#[remote]
+impl Registry for FailoverRegistry {
+    async fn bind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let (name, object) = (name.clone(), object.clone());
+            async move { r.bind(name, object).await }
+        })
+        .await
+    }
+
+    async fn rebind(&self, name: String, object: AnyRemote) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let (name, object) = (name.clone(), object.clone());
+            async move { r.rebind(name, object).await }
+        })
+        .await
+    }
+
+    async fn unbind(&self, name: String) -> Result<(), RemoteError> {
+        self.each(|r| {
+            let name = name.clone();
+            async move { r.unbind(name).await }
+        })
+        .await
+    }
+
+    async fn lookup(&self, name: String) -> Result<AnyRemote, RemoteError> {
+        self.each(|r| {
+            let name = name.clone();
+            async move { r.lookup(name).await }
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<Binding>, RemoteError> {
+        self.each(|r| async move { r.list().await }).await
+    }
+
+    async fn store(&self) -> Result<StoreStatus, RemoteError> {
+        self.each(|r| async move { r.store().await }).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +533,12 @@ mod tests {
             .await
             .unwrap();
         let url = |name: &str| ObjectUrl::of(&registry.endpoints()[0], name).to_string();
-        let object = || Remote::<dyn Registry>::new(RegistryService::new(false));
+        let object = || {
+            Remote::<dyn Registry>::new(RegistryService::new(
+                Arc::new(MemoryStore::default()),
+                false,
+            ))
+        };
         owner.bind_url(&url("x"), object()).await.unwrap();
         owner.rebind_url(&url("y"), object()).await.unwrap();
         // A refused bind is not remembered.
@@ -443,9 +559,21 @@ mod tests {
         registry.shutdown();
     }
 
+    #[test]
+    fn a_url_may_list_several_registries() {
+        let (eps, url) = failover_url("tcp://a:1099,tcp://b:1099/name").unwrap();
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].to_string(), "tcp://a:1099");
+        assert_eq!(url.endpoint.to_string(), "tcp://b:1099");
+        assert_eq!(url.name.as_deref(), Some("name"));
+        let (eps, _) = failover_url("tcp://a:1099/name").unwrap();
+        assert_eq!(eps.len(), 1);
+        assert!(failover_url("tcp://a:1099/x,tcp://b:1099/y").is_err());
+    }
+
     #[tokio::test]
     async fn writes_from_another_host_are_refused_unless_allowed() {
-        let strict = RegistryService::new(false);
+        let strict = RegistryService::new(Arc::new(MemoryStore::default()), false);
         let r = serve_scope(caller(false), far(), strict.unbind("x".into())).await;
         assert!(matches!(r, Err(RemoteError::AccessDenied { .. })), "{r:?}");
         // Reads are open to everyone.
@@ -455,7 +583,7 @@ mod tests {
         let r = serve_scope(caller(true), far(), strict.unbind("x".into())).await;
         assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
 
-        let open = RegistryService::new(true);
+        let open = RegistryService::new(Arc::new(MemoryStore::default()), true);
         let r = serve_scope(caller(false), far(), open.unbind("x".into())).await;
         assert_eq!(r, Err(RemoteError::NotBound { name: "x".into() }));
     }

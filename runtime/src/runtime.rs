@@ -10,13 +10,15 @@ use tokio::sync::watch;
 use crate::RemoteError;
 use crate::child::{self, Bootstrap, BootstrapService};
 use crate::connection::{self, Connection};
-use crate::endpoint::{Endpoint, ObjectUrl};
+use crate::endpoint::Endpoint;
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::id::{ObjId, RuntimeId};
 use crate::introspect::{Introspect, IntrospectEndpoint, Report};
 use crate::lease::{self, DEFAULT_LEASE, Holdings, LeaseEndpoint, LeaseService, LeaseTable};
 use crate::object::ObjectTable;
-use crate::registry::{Binding, Registry, RegistryService};
+use crate::registry::{
+    Binding, MemoryStore, Registry, RegistryService, RegistryStore, StoreRuntime,
+};
 use crate::remote::{AnyRemote, Interface, Remote};
 use crate::stub::StubHandle;
 use crate::transport::{self, Listener, LocalOptions};
@@ -147,6 +149,15 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// megabytes per connection rather than `send_buffer` × `max_frame_size` (16 GiB).
 pub const DEFAULT_SEND_BUFFER_BYTES: usize = 64 << 20;
 
+/// A registry store given to the builder (a newtype, so the builder stays `Debug`).
+struct RegistryStoreArg(Arc<dyn RegistryStore>);
+
+impl std::fmt::Debug for RegistryStoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.status().store)
+    }
+}
+
 /// Builds a [`Runtime`]: where it listens, whether it serves a registry, its limits.
 ///
 /// ```
@@ -164,6 +175,8 @@ pub const DEFAULT_SEND_BUFFER_BYTES: usize = 64 << 20;
 pub struct RuntimeBuilder {
     listen: Vec<String>,
     registry: bool,
+    /// Where the registry keeps its bindings; `None`: in memory.
+    registry_store: Option<RegistryStoreArg>,
     parent_pipe: bool,
     bootstrap: Option<AnyRemote>,
     pin: Option<String>,
@@ -186,6 +199,14 @@ impl RuntimeBuilder {
     /// Serves a registry at this runtime's endpoints (like Java's `LocateRegistry.createRegistry`).
     pub fn registry(mut self) -> Self {
         self.registry = true;
+        self
+    }
+
+    /// Serves a registry that keeps its bindings in `store` instead of in memory (several
+    /// registry nodes can then share one namespace: the `oxrmi` tool's etcd store).
+    pub fn registry_store(mut self, store: Arc<dyn RegistryStore>) -> Self {
+        self.registry = true;
+        self.registry_store = Some(RegistryStoreArg(store));
         self
     }
 
@@ -682,9 +703,13 @@ impl RuntimeBuilder {
             endpoints,
             objects: ObjectTable::default(),
             conns: ConnTable::default(),
-            registry: self
-                .registry
-                .then(|| Arc::new(RegistryService::new(remote_writes))),
+            registry: self.registry.then(|| {
+                let store = match self.registry_store {
+                    Some(RegistryStoreArg(store)) => store,
+                    None => Arc::new(MemoryStore::default()),
+                };
+                Arc::new(RegistryService::new(store, remote_writes))
+            }),
             owned_names: Default::default(),
             bootstrap: Arc::new(BootstrapService::default()),
             parent: Mutex::new(None),
@@ -697,6 +722,7 @@ impl RuntimeBuilder {
             .objects
             .export_as(ObjId::BOOTSTRAP, bootstrap.into_any().exported());
         if let Some(reg) = &inner.registry {
+            reg.attach(StoreRuntime::new(&inner));
             let handle: Remote<dyn Registry> = Remote::from_arc(reg.clone());
             let any = handle.into_any();
             inner.objects.export_as(ObjId::REGISTRY, any.exported());
@@ -1332,9 +1358,9 @@ impl Runtime {
         &self,
         url: &str,
     ) -> Result<Remote<T>, RemoteError> {
-        let url: ObjectUrl = url.parse()?;
+        let (endpoints, url) = crate::registry::failover_url(url)?;
         let name = url.require_name()?.to_string();
-        self.registry_at(&url.endpoint)
+        self.registry_at_any(&endpoints)
             .lookup(name)
             .await?
             .downcast()

@@ -13,6 +13,8 @@ mod calls;
 mod concurrency;
 mod deadlines;
 mod errors;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod faults;
 mod grpc;
 mod grpc_python;

@@ -59,6 +59,16 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// Asks a role that stops on signals rather than on its stdin closing (`oxrmi registry`) to
+    /// stop, with SIGTERM; dropping it then reaps it.
+    pub(crate) fn terminate(self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         drop(self.stdin.take());

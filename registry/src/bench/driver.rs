@@ -18,6 +18,9 @@ use crate::tokio_runtime;
 
 /// Runs the benchmark and prints its report on stdout (progress on stderr).
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(store) = &args.registry {
+        return super::registry_store::run(store, args.quick, args.json);
+    }
     let exe = std::env::current_exe()
         .context("cannot find this executable to start the benchmark's processes")?;
     let pinning = Pinning::detect();

@@ -24,6 +24,8 @@
 //!   lease renewals against handles held, the owner's memory per object and per holder.
 //! - `resident`: a process's resident memory.
 //! - `measurement`: what the client reports; `report`: figures as a table or JSON lines.
+//! - `registry_store`: `--registry STORE`: lookups and binds through a registry node on etcd
+//!   beside the in-memory registry, in the same run.
 
 mod child_process;
 mod client;
@@ -38,6 +40,7 @@ mod placement;
 mod plan;
 mod raw_calls;
 mod raw_server;
+mod registry_store;
 mod report;
 mod resident;
 mod server;

@@ -64,6 +64,9 @@
 //!   bytes). Prints `listening on URL`.
 //! - `oxrmi-test-peer calls URL N default|own`: N sequential `get` calls on the counter at URL,
 //!   through the default runtime or a runtime of its own (for profiling the call path).
+//! - `oxrmi-test-peer etcd-registry ETCD_URL PREFIX TTL_SECS`: a registry node on TCP whose
+//!   bindings are kept in etcd (`etcd://host:port[,..]`) under PREFIX with leases of TTL_SECS;
+//!   prints `listening on URL` once its cache is filled, and serves until stdin closes.
 
 use anyhow::{Context, bail};
 use oxrmi::Remote;
@@ -513,6 +516,25 @@ async fn main() -> anyhow::Result<()> {
                 "{n} calls, {:.1} us each",
                 start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
             );
+        }
+        #[cfg(feature = "etcd")]
+        ["etcd-registry", etcd, prefix, ttl] => {
+            use oxrmi_registry::etcd::{EtcdConfig, EtcdStore};
+            let mut config = EtcdConfig::from_url(etcd).map_err(anyhow::Error::msg)?;
+            config.prefix = prefix.to_string();
+            config.lease_ttl = std::time::Duration::from_secs(ttl.parse()?);
+            let store = EtcdStore::connect(config).await?;
+            if !store.ready(std::time::Duration::from_secs(20)).await {
+                bail!("the etcd store did not become healthy");
+            }
+            let rt = oxrmi::Runtime::builder()
+                .listen("tcp://127.0.0.1:0")
+                .registry_store(std::sync::Arc::new(store))
+                .start()
+                .await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            wait_for_stdin_eof().await;
+            rt.shutdown();
         }
         other => bail!("unknown arguments {other:?}"),
     }
