@@ -76,6 +76,35 @@ use tokio::io::AsyncReadExt;
 #[path = "peer/load.rs"]
 mod load;
 
+/// Runs a server started by `start` on a multi-threaded tokio runtime of `workers` threads of
+/// its own (this process's runtime is single-threaded), so its calls are served in parallel as
+/// a real server's are; prints `listening on URL` and serves until standard input closes.
+async fn serve_on_threads<F, Fut>(workers: usize, start: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<oxrmi::Runtime>>,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?;
+        tokio_rt.block_on(async move {
+            let rt = start().await?;
+            println!("listening on {}", rt.endpoints()[0]);
+            let _ = stopped.await;
+            rt.shutdown();
+            Ok(())
+        })
+    });
+    wait_for_stdin_eof().await;
+    let _ = stop.send(());
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))?
+}
+
 async fn wait_for_stdin_eof() {
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
@@ -114,28 +143,14 @@ async fn main() -> anyhow::Result<()> {
                 .copied()
                 .unwrap_or("tcp://127.0.0.1:0")
                 .to_string();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = std::thread::spawn(move || -> anyhow::Result<()> {
-                let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()?;
-                tokio_rt.block_on(async move {
-                    let rt = oxrmi_tests::start_server(&listen, None).await?;
-                    let bank = oxrmi_tests::TestLoadBank::default();
-                    rt.bind("loadbank", Remote::<dyn oxrmi_tests::LoadBank>::new(bank))
-                        .await?;
-                    println!("listening on {}", rt.endpoints()[0]);
-                    let _ = stopped.await;
-                    rt.shutdown();
-                    Ok(())
-                })
-            });
-            wait_for_stdin_eof().await;
-            let _ = stop.send(());
-            server
-                .join()
-                .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+            serve_on_threads(2, move || async move {
+                let rt = oxrmi_tests::start_server(&listen, None).await?;
+                let bank = oxrmi_tests::TestLoadBank::default();
+                rt.bind("loadbank", Remote::<dyn oxrmi_tests::LoadBank>::new(bank))
+                    .await?;
+                Ok(rt)
+            })
+            .await?;
         }
         ["load", endpoint, tasks, seconds, seed] => {
             let report = load::run(
@@ -257,28 +272,14 @@ async fn main() -> anyhow::Result<()> {
                     other => bail!("unknown knob {other}"),
                 };
             }
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = std::thread::spawn(move || -> anyhow::Result<()> {
-                let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(4)
-                    .enable_all()
-                    .build()?;
-                tokio_rt.block_on(async move {
-                    let rt = oxrmi_tests::start_server_with(builder).await?;
-                    let slow = oxrmi_tests::TestSlow::default();
-                    rt.bind("slow", Remote::<dyn oxrmi_tests::Slow>::new(slow))
-                        .await?;
-                    println!("listening on {}", rt.endpoints()[0]);
-                    let _ = stopped.await;
-                    rt.shutdown();
-                    Ok(())
-                })
-            });
-            wait_for_stdin_eof().await;
-            let _ = stop.send(());
-            server
-                .join()
-                .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+            serve_on_threads(4, move || async move {
+                let rt = oxrmi_tests::start_server_with(builder).await?;
+                let slow = oxrmi_tests::TestSlow::default();
+                rt.bind("slow", Remote::<dyn oxrmi_tests::Slow>::new(slow))
+                    .await?;
+                Ok(rt)
+            })
+            .await?;
         }
         ["serve-grpc-tls", dir] => {
             // As `serve-grpc`, the bridge over TLS with DIR/server.pem and DIR/server.key, and
