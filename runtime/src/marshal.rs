@@ -187,21 +187,33 @@ impl ArgsDecoder<'_> {
                 })
             })
             .map_err(|e| {
-                let what = format!("argument `{name}` of `{}`", self.method);
-                if let Some(e) = raised() {
-                    return e;
-                }
-                match budget.exceeded() {
-                    Some(why) => {
-                        tracing::warn!(%why, "refused {what}: it {why}");
-                        why.error(&what)
-                    }
-                    None => RemoteError::Marshalling {
-                        what,
-                        detail: e.to_string(),
-                    },
-                }
+                decode_error(budget, e, || {
+                    format!("argument `{name}` of `{}`", self.method)
+                })
             })
+    }
+}
+
+/// The error of a failed decode of `what`: a limit raised from inside serde ([`raise`]) or
+/// met by the `budget` (`LimitExceeded`, with a log line), else the codec's `Marshalling` error.
+fn decode_error(
+    budget: &Budget,
+    e: rmp_serde::decode::Error,
+    what: impl FnOnce() -> String,
+) -> RemoteError {
+    if let Some(e) = raised() {
+        return e;
+    }
+    let what = what();
+    match budget.exceeded() {
+        Some(why) => {
+            tracing::warn!(%why, "refused {what}: it {why}");
+            why.error(&what)
+        }
+        None => RemoteError::Marshalling {
+            what,
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -321,20 +333,5 @@ pub(crate) fn decode_value<V: DeserializeOwned>(
             top: None,
         })
     })
-    .map_err(|e| {
-        if let Some(e) = raised() {
-            return e;
-        }
-        let what = what();
-        match budget.exceeded() {
-            Some(why) => {
-                tracing::warn!(%why, "refused {what}: it {why}");
-                why.error(&what)
-            }
-            None => RemoteError::Marshalling {
-                what,
-                detail: e.to_string(),
-            },
-        }
-    })
+    .map_err(|e| decode_error(&budget, e, what))
 }
