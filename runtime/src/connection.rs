@@ -55,7 +55,7 @@ pub(crate) struct ConnInner {
     /// The transport's URL scheme.
     pub(crate) scheme: &'static str,
     /// The peer's transport address.
-    pub(crate) peer_addr: String,
+    pub(crate) peer_addr: Arc<str>,
     pub(crate) peer_is_local_host: bool,
     /// The peer's user, where the transport tells it.
     pub(crate) peer_uid: Option<u32>,
@@ -570,7 +570,7 @@ pub(crate) async fn establish(
         inner: Arc::new(ConnInner {
             peer: theirs.runtime,
             scheme,
-            peer_addr: peer,
+            peer_addr: peer.into(),
             peer_is_local_host,
             peer_uid,
             peer_subject,
@@ -611,11 +611,11 @@ async fn handshake_frame(
     writer: &mut crate::transport::BoxWrite,
     max: usize,
     peer: &str,
-) -> Result<Message, RemoteError> {
+) -> Result<Message<'static>, RemoteError> {
     match read_frame(reader, max).await {
         Ok(f) => match message::decode(&f) {
             Ok(Message::Error(e)) => Err(e),
-            Ok(m) => Ok(m),
+            Ok(m) => Ok(m.into_owned()),
             Err(e) => {
                 let _ = writer.write_all(&message::error(&e)).await;
                 Err(e)

@@ -13,7 +13,7 @@ use crate::id::RuntimeId;
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub(crate) runtime: RuntimeId,
-    pub(crate) address: String,
+    pub(crate) address: Arc<str>,
     pub(crate) local_host: bool,
     pub(crate) uid: Option<u32>,
     /// The subject of the certificate the peer proved in the TLS handshake, if it did: shared

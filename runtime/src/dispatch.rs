@@ -1,6 +1,7 @@
 //! The server side of a call: find the object, decode the arguments, run the method as its own
 //! task under the caller's deadline, catch a panic, and send the outcome back.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,12 @@ use crate::unwind::CatchUnwind;
 
 /// Serves one incoming call. Decoding happens here, on the connection's reader; the method runs
 /// on a task of its own so a slow call never blocks another.
-pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeader, args: &[u8]) {
+pub(crate) fn serve(
+    rt: &Arc<RuntimeInner>,
+    conn: &Connection,
+    header: CallHeader<Cow<'_, str>>,
+    args: &[u8],
+) {
     let oneway = header.flags & flags::ONEWAY != 0;
     let call = header.call;
     let span = tracing::debug_span!(
@@ -87,7 +93,7 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     let Some(fut) = dispatched else {
         let e = RemoteError::NoSuchMethod {
             interface: schema.name.to_string(),
-            method: header.method,
+            method: header.method.into_owned(),
         };
         finish_early(rt, conn, &span, oneway, call, e);
         return;
@@ -96,8 +102,9 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
     let deadline = Instant::now() + timeout;
     let conn2 = conn.clone();
     let task_span = span.clone();
+    let traced = !span.is_disabled();
     let task = async move {
-        let start = std::time::Instant::now();
+        let start = traced.then(std::time::Instant::now);
         let guarded = CatchUnwind::new(context::serve_scope(caller, deadline, fut));
         let outcome = match tokio::time::timeout_at(deadline, guarded).await {
             Ok(Ok(o)) => o,
@@ -109,26 +116,33 @@ pub(crate) fn serve(rt: &Arc<RuntimeInner>, conn: &Connection, header: CallHeade
                 millis: timeout.as_millis() as u64,
             }),
         };
-        span.record("outcome", outcome_name(&outcome));
-        span.record("micros", start.elapsed().as_micros() as u64);
-        tracing::debug!(parent: &span, "call served");
+        if let Some(start) = start {
+            span.record("outcome", outcome_name(&outcome));
+            span.record("micros", start.elapsed().as_micros() as u64);
+            tracing::debug!(parent: &span, "call served");
+        }
         if !oneway {
             send_outcome(&conn2, call, outcome).await;
             conn2.untrack(call);
         } else if let Outcome::Failed(e) = outcome {
             tracing::warn!(error = %e, "a one-way call failed");
         }
-    }
-    .instrument(task_span);
+    };
     if oneway {
         // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion,
         // counted toward the connection's limit meanwhile.
         let counted = conn.oneway_started();
-        rt.handle.spawn(async move {
-            task.await;
-            drop(counted);
-        });
+        rt.handle.spawn(
+            async move {
+                task.await;
+                drop(counted);
+            }
+            .instrument(task_span),
+        );
+    } else if traced {
+        conn.spawn_tracked(call, task.instrument(task_span));
     } else {
+        // Nobody listens: no span to enter at each poll of the handler.
         conn.spawn_tracked(call, task);
     }
 }

@@ -188,7 +188,7 @@ pub(crate) fn report(rt: &RuntimeInner) -> Report {
             let i = c.info();
             ConnectionReport {
                 peer: i.peer.to_string(),
-                address: i.peer_addr.clone(),
+                address: i.peer_addr.to_string(),
                 calls_in_flight: c.in_flight() as u64,
                 serving: c.serving() as u64,
                 calls_sent: i.calls_sent.load(Ordering::Relaxed),

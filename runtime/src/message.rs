@@ -5,7 +5,14 @@
 //! Headers are MessagePack arrays (rmp-serde's positional struct encoding). `Call` and `Reply`
 //! headers are followed, in the same frame, by a MessagePack payload that is decoded later by
 //! the generated code, so the payload is never copied or decoded twice.
+//!
+//! The two headers every call carries (`Call` and `Reply`) are written and read by hand
+//! (module `fast`): the same bytes rmp-serde writes, without serde's machinery
+//! or an allocation for the method name. A header in a form the hand-written reader does not
+//! expect (another valid MessagePack encoding of the same values) goes through serde, so what
+//! is accepted does not change.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -83,10 +90,11 @@ struct ReplyHeader {
 /// A decoded frame. Payloads are given as offsets into the frame so they can be decoded later
 /// without a copy.
 #[derive(Debug)]
-pub(crate) enum Message {
+pub(crate) enum Message<'a> {
     Hello(Hello),
     Call {
-        header: CallHeader,
+        /// The method name borrowed from the frame where it can be.
+        header: CallHeader<Cow<'a, str>>,
         payload: usize,
     },
     Reply {
@@ -101,8 +109,40 @@ pub(crate) enum Message {
     Auth(serde_bytes::ByteBuf),
 }
 
+impl Message<'_> {
+    /// The message with nothing borrowed from its frame.
+    pub(crate) fn into_owned(self) -> Message<'static> {
+        match self {
+            Message::Call { header, payload } => Message::Call {
+                header: CallHeader {
+                    call: header.call,
+                    object: header.object,
+                    method: Cow::Owned(header.method.into_owned()),
+                    timeout_us: header.timeout_us,
+                    flags: header.flags,
+                },
+                payload,
+            },
+            Message::Hello(h) => Message::Hello(h),
+            Message::Reply {
+                call,
+                status,
+                payload,
+            } => Message::Reply {
+                call,
+                status,
+                payload,
+            },
+            Message::Cancel(c) => Message::Cancel(c),
+            Message::Ack(c) => Message::Ack(c),
+            Message::Error(e) => Message::Error(e),
+            Message::Auth(a) => Message::Auth(a),
+        }
+    }
+}
+
 /// Decodes a frame body (the bytes after the length prefix: kind and body).
-pub(crate) fn decode(frame: &[u8]) -> Result<Message, RemoteError> {
+pub(crate) fn decode(frame: &[u8]) -> Result<Message<'_>, RemoteError> {
     let (&kind, body) = frame
         .split_first()
         .ok_or_else(|| RemoteError::protocol("empty frame"))?;
@@ -111,14 +151,33 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Message, RemoteError> {
     let mut cur = Cursor::new(body);
     let msg = match kind {
         Kind::Hello => Message::Hello(read(&mut cur, "hello")?),
-        Kind::Call => {
-            let header: CallHeader = read(&mut cur, "call header")?;
-            Message::Call {
+        Kind::Call => match fast::call(body) {
+            Some((header, used)) => Message::Call {
                 header,
-                payload: 1 + cur.position() as usize,
+                payload: 1 + used,
+            },
+            None => {
+                let h: CallHeader = read(&mut cur, "call header")?;
+                Message::Call {
+                    header: CallHeader {
+                        call: h.call,
+                        object: h.object,
+                        method: Cow::Owned(h.method),
+                        timeout_us: h.timeout_us,
+                        flags: h.flags,
+                    },
+                    payload: 1 + cur.position() as usize,
+                }
             }
-        }
+        },
         Kind::Reply => {
+            if let Some((call, status, used)) = fast::reply(body) {
+                return Ok(Message::Reply {
+                    call,
+                    status: Status::from_byte(status)?,
+                    payload: 1 + used,
+                });
+            }
             let h: ReplyHeader = read(&mut cur, "reply header")?;
             Message::Reply {
                 call: h.call,
@@ -183,22 +242,131 @@ fn small<T: Serialize>(kind: Kind, v: &T) -> Vec<u8> {
 
 /// Starts a call frame; the caller appends the arguments payload and finishes it.
 pub(crate) fn call(header: &CallHeader<&str>, payload_len: usize) -> FrameBuf {
-    let mut f = FrameBuf::new(Kind::Call, 24 + header.method.len() + payload_len);
-    write(&mut f, header);
+    let mut f = FrameBuf::new(Kind::Call, 40 + header.method.len() + payload_len);
+    fast::write_call(f.body(), header);
     f
 }
 
 /// Starts a reply frame; the caller appends the result payload and finishes it.
 pub(crate) fn reply(call: CallId, status: Status, payload_len: usize) -> FrameBuf {
     let mut f = FrameBuf::new(Kind::Reply, 12 + payload_len);
-    write(
-        &mut f,
-        &ReplyHeader {
-            call,
-            status: status as u8,
-        },
-    );
+    fast::write_reply(f.body(), call, status as u8);
     f
+}
+
+/// The `Call` and `Reply` headers by hand: the bytes rmp-serde writes for [`CallHeader`] and
+/// [`ReplyHeader`] (a fixed-length array; each integer in its shortest form; the method name as
+/// a MessagePack string), and a reader of them that allocates nothing. The reader answers
+/// `None` for anything else, valid or not, and [`decode`] then asks serde.
+mod fast {
+    use std::borrow::Cow;
+
+    use crate::id::{CallId, ObjId};
+
+    use super::CallHeader;
+
+    /// Writing to a `Vec` does no IO, so these encoders cannot fail.
+    pub(super) fn write_call(out: &mut Vec<u8>, h: &CallHeader<&str>) {
+        let _ = rmp::encode::write_array_len(out, 5);
+        let _ = rmp::encode::write_uint(out, h.call.0);
+        let _ = rmp::encode::write_uint(out, h.object.0);
+        let _ = rmp::encode::write_str(out, h.method);
+        let _ = rmp::encode::write_uint(out, h.timeout_us);
+        let _ = rmp::encode::write_uint(out, u64::from(h.flags));
+    }
+
+    pub(super) fn write_reply(out: &mut Vec<u8>, call: CallId, status: u8) {
+        let _ = rmp::encode::write_array_len(out, 2);
+        let _ = rmp::encode::write_uint(out, call.0);
+        let _ = rmp::encode::write_uint(out, u64::from(status));
+    }
+
+    /// A call header at the start of `b`, and the bytes it took.
+    pub(super) fn call(b: &[u8]) -> Option<(CallHeader<Cow<'_, str>>, usize)> {
+        let mut r = Reader { b, pos: 0 };
+        if r.array()? != 5 {
+            return None;
+        }
+        let call = CallId(r.uint()?);
+        let object = ObjId(r.uint()?);
+        let method = Cow::Borrowed(r.str()?);
+        let timeout_us = r.uint()?;
+        let flags = u8::try_from(r.uint()?).ok()?;
+        let h = CallHeader {
+            call,
+            object,
+            method,
+            timeout_us,
+            flags,
+        };
+        Some((h, r.pos))
+    }
+
+    /// A reply header at the start of `b` (call, status byte), and the bytes it took.
+    pub(super) fn reply(b: &[u8]) -> Option<(CallId, u8, usize)> {
+        let mut r = Reader { b, pos: 0 };
+        if r.array()? != 2 {
+            return None;
+        }
+        let call = CallId(r.uint()?);
+        let status = u8::try_from(r.uint()?).ok()?;
+        Some((call, status, r.pos))
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let end = self.pos.checked_add(n)?;
+            let s = self.b.get(self.pos..end)?;
+            self.pos = end;
+            Some(s)
+        }
+
+        fn byte(&mut self) -> Option<u8> {
+            Some(self.take(1)?[0])
+        }
+
+        /// A big-endian unsigned integer of `N` bytes.
+        fn be<const N: usize>(&mut self) -> Option<u64> {
+            let s = self.take(N)?;
+            Some(s.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+        }
+
+        fn array(&mut self) -> Option<u64> {
+            match self.byte()? {
+                m @ 0x90..=0x9f => Some(u64::from(m & 0x0f)),
+                0xdc => self.be::<2>(),
+                0xdd => self.be::<4>(),
+                _ => None,
+            }
+        }
+
+        fn uint(&mut self) -> Option<u64> {
+            match self.byte()? {
+                m @ 0x00..=0x7f => Some(u64::from(m)),
+                0xcc => self.be::<1>(),
+                0xcd => self.be::<2>(),
+                0xce => self.be::<4>(),
+                0xcf => self.be::<8>(),
+                _ => None,
+            }
+        }
+
+        fn str(&mut self) -> Option<&'a str> {
+            let len = match self.byte()? {
+                m @ 0xa0..=0xbf => u64::from(m & 0x1f),
+                0xd9 => self.be::<1>()?,
+                0xda => self.be::<2>()?,
+                0xdb => self.be::<4>()?,
+                _ => return None,
+            };
+            std::str::from_utf8(self.take(usize::try_from(len).ok()?)?).ok()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +417,139 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Integers at every width boundary of MessagePack's unsigned forms.
+    const EDGES: [u64; 12] = [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u32::MAX as u64,
+        u32::MAX as u64 + 1,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+
+    #[test]
+    fn hand_written_headers_are_the_bytes_serde_writes_and_read_back() {
+        let names: Vec<String> = [0usize, 1, 31, 32, 255, 256, 70_000]
+            .iter()
+            .map(|&n| "é".repeat(n / 2) + &"m".repeat(n % 2))
+            .collect();
+        for (i, &a) in EDGES.iter().enumerate() {
+            let b = EDGES[(i + 5) % EDGES.len()];
+            let flags = (a % 256) as u8;
+            for name in &names {
+                let h = CallHeader {
+                    call: CallId(a),
+                    object: ObjId(b),
+                    method: name.as_str(),
+                    timeout_us: b ^ a,
+                    flags,
+                };
+                let mut ours = Vec::new();
+                fast::write_call(&mut ours, &h);
+                let theirs = rmp_serde::to_vec(&h).unwrap();
+                assert_eq!(ours, theirs, "call header {a} {b} {}", name.len());
+                ours.push(0xc0);
+                let (back, used) = fast::call(&ours).expect("read back");
+                assert_eq!(used, theirs.len());
+                assert_eq!(
+                    (back.call, back.object, &*back.method),
+                    (h.call, h.object, h.method)
+                );
+                assert_eq!((back.timeout_us, back.flags), (h.timeout_us, h.flags));
+            }
+            let mut ours = Vec::new();
+            fast::write_reply(&mut ours, CallId(a), flags);
+            let theirs = rmp_serde::to_vec(&ReplyHeader {
+                call: CallId(a),
+                status: flags,
+            })
+            .unwrap();
+            assert_eq!(ours, theirs, "reply header {a}");
+            assert_eq!(fast::reply(&ours), Some((CallId(a), flags, ours.len())));
+        }
+    }
+
+    #[test]
+    fn other_encodings_of_a_header_go_through_serde_and_bad_ones_fail() {
+        // call 5 as uint64, object 16 as uint16, "add" as str8, timeout 1 as uint8, flags 0.
+        let mut wide = vec![
+            Kind::Call as u8,
+            0x95,
+            0xcf,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            5,
+            0xcd,
+            0,
+            16,
+        ];
+        wide.extend_from_slice(&[0xd9, 3, b'a', b'd', b'd', 0xcc, 1, 0x00, 0xc0]);
+        match decode(&wide).unwrap() {
+            Message::Call { header, payload } => {
+                assert_eq!((header.call, header.object), (CallId(5), ObjId(16)));
+                assert_eq!((&*header.method, header.timeout_us), ("add", 1));
+                assert_eq!(&wide[payload..], &[0xc0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Non-negative signed integers are valid MessagePack for an unsigned field: serde's
+        // path takes them.
+        let signed = [Kind::Reply as u8, 0x92, 0xd0, 9, 0x01, 0xc0];
+        assert!(fast::reply(&signed[1..]).is_none());
+        match decode(&signed).unwrap() {
+            Message::Reply {
+                call,
+                status,
+                payload,
+            } => {
+                assert_eq!((call, status), (CallId(9), Status::AppError));
+                assert_eq!(payload, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        let good = {
+            let mut f = call(
+                &CallHeader {
+                    call: CallId(1),
+                    object: ObjId(2),
+                    method: "get",
+                    timeout_us: 3,
+                    flags: 0,
+                },
+                0,
+            );
+            f.body().push(0x90);
+            f.finish(1 << 20).unwrap()[LENGTH_LEN..].to_vec()
+        };
+        // Every truncation fails cleanly, on both paths.
+        for cut in 1..good.len() - 1 {
+            assert!(decode(&good[..cut]).is_err(), "truncated at {cut}");
+        }
+        // A method name that is not UTF-8, a status that is no status, a flags byte too large.
+        let mut bad_utf8 = good.clone();
+        let at = bad_utf8.iter().position(|&b| b == b'g').unwrap();
+        bad_utf8[at] = 0xff;
+        assert!(decode(&bad_utf8).is_err());
+        assert!(decode(&[Kind::Reply as u8, 0x92, 0x01, 0x07]).is_err());
+        let mut big_flags = good.clone();
+        let last = big_flags.len() - 2;
+        big_flags[last] = 0xcd;
+        big_flags.insert(last + 1, 0x01);
+        big_flags.insert(last + 2, 0x00);
+        assert!(decode(&big_flags).is_err());
     }
 
     #[test]

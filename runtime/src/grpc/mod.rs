@@ -455,7 +455,7 @@ impl Bridge {
             runtime: self.client.inner.id,
             address: client
                 .address
-                .map_or_else(|| "gRPC bridge".to_string(), |a| a.to_string()),
+                .map_or_else(|| "gRPC bridge".into(), |a| a.to_string().into()),
             local_host: client.address.is_some_and(|a| a.ip().is_loopback()),
             uid: None,
             certificate_subject: client.subject.map(std::sync::Arc::from),
