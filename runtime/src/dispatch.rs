@@ -106,7 +106,7 @@ pub(crate) fn serve(
     let task = async move {
         let start = traced.then(std::time::Instant::now);
         let guarded = CatchUnwind::new(context::serve_scope(caller, deadline, fut));
-        let outcome = match tokio::time::timeout_at(deadline, guarded).await {
+        let outcome = match crate::timer::timeout_at(deadline, guarded).await {
             Ok(Ok(o)) => o,
             Ok(Err(message)) => {
                 tracing::warn!(%message, "a remote method panicked; the call fails, serving goes on");
@@ -288,7 +288,7 @@ pub(crate) async fn in_process(
             method: method.to_string(),
         })?;
     let guarded = CatchUnwind::new(context::serve_scope(caller, deadline, fut));
-    let frame = match tokio::time::timeout_at(deadline, guarded).await {
+    let frame = match crate::timer::timeout_at(deadline, guarded).await {
         Ok(Ok(Outcome::Reply { frame, .. })) => frame,
         Ok(Ok(Outcome::Failed(e))) => return Err(e),
         Ok(Err(message)) => {

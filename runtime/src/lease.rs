@@ -469,10 +469,12 @@ pub(crate) fn lease_service(
 /// The runtime's lease housekeeping, one task: renew what we hold, expire who stopped renewing,
 /// let go of transit holds. Ends when the runtime is dropped or shut down.
 pub(crate) async fn housekeeping(rt: Weak<RuntimeInner>, period: Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first round at once, then one `period` after the end of each (a late round delays
+    // the next rather than bunching them). Slept on the process's own timers, not tokio's, so
+    // an idle runtime waits without a timeout armed (see `timer`).
+    let mut next = std::time::Instant::now();
     loop {
-        tick.tick().await;
+        crate::timer::sleep_until(next).await;
         let Some(rt) = rt.upgrade() else { return };
         if rt.is_shut_down() {
             return;
@@ -509,5 +511,6 @@ pub(crate) async fn housekeeping(rt: Weak<RuntimeInner>, period: Duration) {
         rt.holdings.drop_expired_transit();
         // Names bound by URL in a registry that restarted are bound again.
         crate::registry::OwnedNames::check(&rt);
+        next = std::time::Instant::now() + period;
     }
 }

@@ -83,6 +83,7 @@ mod remote;
 mod runtime;
 pub mod schema;
 mod stub;
+mod timer;
 mod transport;
 pub mod types;
 mod unwind;

@@ -352,7 +352,7 @@ impl StubHandle {
     ) -> Result<(Received, Connection, u64), RemoteError> {
         let (buf, conn, deadline, millis) = args.finish()?;
         let work = conn.call(self.inner.target.object, method, &buf, deadline, call_flags);
-        let done = tokio::time::timeout_at(deadline, work).await;
+        let done = crate::timer::timeout_at(deadline, work).await;
         // The arguments were copied into their frame: the buffer can serve a later frame.
         crate::buffers::recycle(buf);
         match done {

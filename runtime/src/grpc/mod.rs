@@ -235,7 +235,7 @@ async fn refresh(bridge: Arc<Bridge>) {
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(REFRESH) => {}
+            () = crate::timer::sleep_until(std::time::Instant::now() + REFRESH) => {}
             _ = stop.changed() => break,
         }
         bridge.refresh_catalog().await;
