@@ -406,15 +406,19 @@ mod tests {
         let mut f = reply(CallId(9), Status::AppError, 1);
         f.body().push(0xc0);
         let frame = f.finish(1 << 20).unwrap();
-        match decode(body(&frame)).unwrap() {
+        let (call, status, payload) = expect_reply(body(&frame));
+        assert_eq!((call, status), (CallId(9), Status::AppError));
+        assert_eq!(&body(&frame)[payload..], &[0xc0]);
+    }
+
+    /// The call, status and payload offset of a frame body that must decode as a reply.
+    fn expect_reply(frame: &[u8]) -> (CallId, Status, usize) {
+        match decode(frame).unwrap() {
             Message::Reply {
                 call,
                 status,
                 payload,
-            } => {
-                assert_eq!((call, status), (CallId(9), Status::AppError));
-                assert_eq!(&body(&frame)[payload..], &[0xc0]);
-            }
+            } => (call, status, payload),
             other => panic!("{other:?}"),
         }
     }
@@ -509,17 +513,7 @@ mod tests {
         // path takes them.
         let signed = [Kind::Reply as u8, 0x92, 0xd0, 9, 0x01, 0xc0];
         assert!(fast::reply(&signed[1..]).is_none());
-        match decode(&signed).unwrap() {
-            Message::Reply {
-                call,
-                status,
-                payload,
-            } => {
-                assert_eq!((call, status), (CallId(9), Status::AppError));
-                assert_eq!(payload, 5);
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(expect_reply(&signed), (CallId(9), Status::AppError, 5));
         let good = {
             let mut f = call(
                 &CallHeader {
