@@ -44,8 +44,8 @@ pub(crate) struct Hello {
     pub(crate) lease_ms: u64,
 }
 
-/// The header of a call. The method name is borrowed when sending (no allocation per call) and
-/// owned when received.
+/// The header of a call. The method name is borrowed when sending (no allocation per call) and,
+/// when received, borrowed from the frame where it can be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CallHeader<M = String> {
     pub(crate) call: CallId,
@@ -54,6 +54,19 @@ pub(crate) struct CallHeader<M = String> {
     /// Time left before the caller gives up, in microseconds.
     pub(crate) timeout_us: u64,
     pub(crate) flags: u8,
+}
+
+impl<M> CallHeader<M> {
+    /// The same header with its method name converted by `f`.
+    fn map_method<N>(self, f: impl FnOnce(M) -> N) -> CallHeader<N> {
+        CallHeader {
+            call: self.call,
+            object: self.object,
+            method: f(self.method),
+            timeout_us: self.timeout_us,
+            flags: self.flags,
+        }
+    }
 }
 
 /// How a call ended, in [`ReplyHeader::status`].
@@ -114,13 +127,7 @@ impl Message<'_> {
     pub(crate) fn into_owned(self) -> Message<'static> {
         match self {
             Message::Call { header, payload } => Message::Call {
-                header: CallHeader {
-                    call: header.call,
-                    object: header.object,
-                    method: Cow::Owned(header.method.into_owned()),
-                    timeout_us: header.timeout_us,
-                    flags: header.flags,
-                },
+                header: header.map_method(|m| Cow::Owned(m.into_owned())),
                 payload,
             },
             Message::Hello(h) => Message::Hello(h),
@@ -159,13 +166,7 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Message<'_>, RemoteError> {
             None => {
                 let h: CallHeader = read(&mut cur, "call header")?;
                 Message::Call {
-                    header: CallHeader {
-                        call: h.call,
-                        object: h.object,
-                        method: Cow::Owned(h.method),
-                        timeout_us: h.timeout_us,
-                        flags: h.flags,
-                    },
+                    header: h.map_method(Cow::Owned),
                     payload: 1 + cur.position() as usize,
                 }
             }

@@ -162,16 +162,15 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let shared = match &this.registered {
-            Some((_, shared)) => shared.clone(),
+        let shared = match &mut this.registered {
+            Some((_, shared)) => &*shared,
             None => {
                 if Instant::now() >= this.at {
                     return Poll::Ready(());
                 }
                 let shared = Arc::new(Shared::default());
                 let key = timers().register(this.at, shared.clone());
-                this.registered = Some((key, shared.clone()));
-                shared
+                &this.registered.insert((key, shared)).1
             }
         };
         if shared.fired.load(Ordering::Acquire) {
