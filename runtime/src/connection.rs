@@ -88,6 +88,12 @@ pub(crate) struct ConnInner {
     gone: tokio::sync::watch::Sender<bool>,
     /// The tokio runtime this connection's tasks run on.
     handle: tokio::runtime::Handle,
+    /// That runtime runs every task on one thread: a handler is polled once where the call is
+    /// read before it gets a task of its own (`start_tracked`).
+    single_thread: bool,
+    /// The reader holds bytes of further frames beyond the call it is handing out: a reply
+    /// written now would be followed by others at once, so it waits for a batch.
+    more_incoming: AtomicBool,
     max_frame: usize,
     /// Calls this side sent and served, for introspection.
     pub(crate) calls_sent: AtomicU64,
@@ -309,15 +315,32 @@ impl Connection {
         }
     }
 
-    /// Spawns a handler and registers it so a cancel or a disconnect can stop it. The lock is
-    /// held across spawn and insert: the handler's own `untrack` cannot run before the insert.
-    pub(crate) fn spawn_tracked<F>(&self, call: CallId, fut: F)
+    /// Starts a handler: on a current-thread runtime it is polled once here first, and
+    /// spawned only if it does not finish at once (see [`run_first_poll`]); otherwise, and on
+    /// a multi-thread runtime, it is spawned and registered so a cancel or a disconnect can
+    /// stop it. The lock is held across spawn and insert: the handler's own `untrack` cannot
+    /// run before the insert.
+    pub(crate) fn start_tracked<F>(&self, call: CallId, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        let Some(fut) = run_first_poll(self.inner.single_thread, fut) else {
+            return;
+        };
         let mut running = lock(&self.inner.running);
         let h = self.inner.handle.spawn(fut);
         running.insert(call.0, h.abort_handle());
+    }
+
+    /// Starts a handler nobody can cancel (a one-way call's): polled once here first on a
+    /// current-thread runtime, like [`Connection::start_tracked`]'s, spawned otherwise.
+    pub(crate) fn start<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Some(fut) = run_first_poll(self.inner.single_thread, fut) {
+            self.inner.handle.spawn(fut);
+        }
     }
 
     /// Counts a one-way call of the peer's dropped at the limit; returns how many so far.
@@ -339,6 +362,12 @@ impl Connection {
     /// How many of our calls wait for a reply.
     pub(crate) fn in_flight(&self) -> usize {
         lock(&self.inner.pending).len()
+    }
+
+    /// Whether the reader had more bytes to read when it handed out its last call: replies
+    /// then wait to go out in one batch.
+    pub(crate) fn more_incoming(&self) -> bool {
+        self.inner.more_incoming.load(Ordering::Relaxed)
     }
 
     /// How many handlers of the peer's calls are running.
@@ -595,6 +624,9 @@ pub(crate) async fn establish(
             closed: AtomicBool::new(false),
             gone: tokio::sync::watch::Sender::new(false),
             handle: rt.handle.clone(),
+            single_thread: rt.handle.runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread,
+            more_incoming: AtomicBool::new(false),
             max_frame: max,
             calls_sent: AtomicU64::new(0),
             calls_served: AtomicU64::new(0),
@@ -602,6 +634,34 @@ pub(crate) async fn establish(
     };
     rt.handle.spawn(read_loop(conn.clone(), rt.clone(), reader));
     Ok(conn)
+}
+
+/// On a current-thread runtime (`single_thread`), polls `fut` once on this thread, within the
+/// task that read the call, and gives it back only if it is not finished.
+///
+/// A handler that completes at its first poll (most do: no I/O, no lock held elsewhere) then
+/// costs no task: no task cell, no trip through the scheduler's queue. Nothing is lost on one
+/// thread: a spawned task could not have run beside the reader anyway, and a handler that
+/// blocks blocks that thread either way. On a multi-thread runtime a handler always gets its
+/// own task, so a slow one never holds the calls read after it.
+///
+/// The first poll uses a waker that does nothing: a future that is not finished is spawned at
+/// once, and tokio polls a new task straight away, which registers its real waker; anything
+/// that became ready in between is seen by that poll. The future is boxed either way, so the
+/// task cell stays small (a large cell is an aligned allocation that costs the allocator a
+/// consolidation pass).
+fn run_first_poll<F>(single_thread: bool, fut: F) -> Option<std::pin::Pin<Box<F>>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    if single_thread {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_ready() {
+            return None;
+        }
+    }
+    Some(fut)
 }
 
 /// The next frame of the handshake, decoded; an Error frame from the peer is its error. A
@@ -730,6 +790,9 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
                 if header.flags & flags::ACK != 0 {
                     conn.send_soon(message::ack(header.call));
                 }
+                conn.inner
+                    .more_incoming
+                    .store(!r.buffer().is_empty(), Ordering::Relaxed);
                 crate::dispatch::serve(&rt, &conn, header, &frame[payload..]);
                 // The arguments are decoded: the frame's buffer can take the next one.
                 crate::buffers::recycle(frame);
@@ -778,5 +841,51 @@ pub(crate) struct OnewayGuard(Arc<ConnInner>);
 impl Drop for OnewayGuard {
     fn drop(&mut self) {
         self.0.oneway_running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::run_first_poll;
+
+    #[test]
+    fn a_handler_that_finishes_at_once_runs_inline_on_one_thread_only() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let handler = |runs: Arc<AtomicUsize>| async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+        };
+        // One thread: polled here, finished, nothing to spawn.
+        assert!(run_first_poll(true, handler(runs.clone())).is_none());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Several threads: not polled, handed back to be spawned.
+        let fut = run_first_poll(false, handler(runs.clone())).expect("handed back");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(fut);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_handler_that_waits_is_handed_back_and_finishes_in_its_task() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+        let got = Arc::new(AtomicUsize::new(0));
+        let seen = got.clone();
+        let fut = run_first_poll(true, async move {
+            let v = rx.await.unwrap_or(0);
+            seen.store(v as usize, Ordering::SeqCst);
+        })
+        .expect("not finished: handed back");
+        // The value arrives between the first poll (whose waker does nothing) and the task's.
+        tx.send(7).expect("receiver alive");
+        rt.block_on(rt.spawn(fut)).expect("task");
+        assert_eq!(got.load(Ordering::SeqCst), 7);
     }
 }

@@ -18,7 +18,8 @@ use crate::runtime::RuntimeInner;
 use crate::unwind::CatchUnwind;
 
 /// Serves one incoming call. Decoding happens here, on the connection's reader; the method runs
-/// on a task of its own so a slow call never blocks another.
+/// on a task of its own so a slow call never blocks another (on a current-thread runtime, once
+/// it does not finish at its first poll: `Connection::start_tracked`).
 pub(crate) fn serve(
     rt: &Arc<RuntimeInner>,
     conn: &Connection,
@@ -132,7 +133,7 @@ pub(crate) fn serve(
         // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion,
         // counted toward the connection's limit meanwhile.
         let counted = conn.oneway_started();
-        rt.handle.spawn(
+        conn.start(
             async move {
                 task.await;
                 drop(counted);
@@ -140,10 +141,10 @@ pub(crate) fn serve(
             .instrument(task_span),
         );
     } else if traced {
-        conn.spawn_tracked(call, task.instrument(task_span));
+        conn.start_tracked(call, task.instrument(task_span));
     } else {
         // Nobody listens: no span to enter at each poll of the handler.
-        conn.spawn_tracked(call, task);
+        conn.start_tracked(call, task);
     }
 }
 
@@ -213,8 +214,9 @@ async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
             Err(_) => return,
         },
     };
-    // The last handler running writes at once; with others running, replies are batched.
-    let eager = conn.serving() <= 1;
+    // The last handler running writes at once; with others running, or more calls read and
+    // about to be served, replies are batched.
+    let eager = conn.serving() <= 1 && !conn.more_incoming();
     let frame = match conn.send_reply(frame, eager).await {
         Ok(Ok(())) => return,
         Ok(Err(refused)) => {
