@@ -20,7 +20,7 @@ use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
 use crate::id::{CallId, IdMap, ObjId, RuntimeId};
 use crate::message::Status;
 use crate::message::{self, CallHeader, Hello, Message, flags};
-use crate::outbox::{Closed, Outbox, Sent};
+use crate::outbox::{Closed, Outbox, Sent, Tried};
 use crate::runtime::RuntimeInner;
 use crate::transport::{BoxRead, Link};
 
@@ -139,8 +139,16 @@ impl Connection {
 
     /// Sends a frame: written at once when nobody else writes and `eager`, else queued for a
     /// batch; waits while the send buffer is full.
+    ///
+    /// The send is tried without waiting first; only a full buffer awaits the outbox, in a
+    /// boxed future, so the futures of calls and handlers do not carry its state.
     pub(crate) async fn send(&self, frame: Vec<u8>, eager: bool) -> Result<(), RemoteError> {
-        match self.inner.outbox.send(frame, eager).await {
+        let sent = match self.inner.outbox.try_send(frame, eager) {
+            Ok(Ok(sent)) => Ok(sent),
+            Ok(Err(frame)) => Box::pin(self.inner.outbox.send(frame, eager)).await,
+            Err(Closed) => Err(Closed),
+        };
+        match sent {
             Ok(sent) => {
                 self.after_send(sent);
                 Ok(())
@@ -157,7 +165,13 @@ impl Connection {
         frame: Vec<u8>,
         eager: bool,
     ) -> Result<Result<(), Vec<u8>>, RemoteError> {
-        match self.inner.outbox.send_reply(frame, eager).await {
+        let sent = match self.inner.outbox.try_send_reply(frame, eager) {
+            Ok(Tried::Sent(sent)) => Ok(Ok(sent)),
+            Ok(Tried::Refused(frame)) => Ok(Err(frame)),
+            Ok(Tried::Full(frame)) => Box::pin(self.inner.outbox.send_reply(frame, eager)).await,
+            Err(Closed) => Err(Closed),
+        };
+        match sent {
             Ok(Ok(sent)) => {
                 self.after_send(sent);
                 Ok(Ok(()))
@@ -171,7 +185,7 @@ impl Connection {
     /// full, a task sends it, unless `max_calls_in_flight` such tasks wait already: then the
     /// peer has read nothing for that long, and the frame is dropped with a log line.
     pub(crate) fn send_soon(&self, frame: Vec<u8>) {
-        match self.inner.outbox.try_send(frame) {
+        match self.inner.outbox.try_send(frame, true) {
             Ok(Ok(sent)) => self.after_send(sent),
             Ok(Err(frame)) => {
                 let waiting = self.inner.deferred.fetch_add(1, Ordering::AcqRel);
@@ -230,7 +244,7 @@ impl Connection {
         let Ok(frame) = f.finish(self.inner.max_frame) else {
             return false;
         };
-        match self.inner.outbox.try_send(frame) {
+        match self.inner.outbox.try_send(frame, true) {
             Ok(Ok(sent)) => {
                 self.after_send(sent);
                 true

@@ -97,6 +97,16 @@ pub(crate) enum Sent {
     Deferred(FlushJob),
 }
 
+/// What [`Outbox::try_send_reply`] did with a frame.
+pub(crate) enum Tried {
+    /// Taken: written, queued or left to a flush job.
+    Sent(Sent),
+    /// No room now; the frame is handed back.
+    Full(Vec<u8>),
+    /// Over the byte bound of replies; the frame is handed back.
+    Refused(Vec<u8>),
+}
+
 /// The outbox is closed; nothing more is sent.
 #[derive(Debug)]
 pub(crate) struct Closed;
@@ -190,25 +200,51 @@ impl Outbox {
         }
     }
 
-    /// Sends a frame without waiting; `Err(frame)` back if the queue is full.
+    /// Sends a frame without waiting; `Err(frame)` back if the queue is full. `eager` as for
+    /// [`send`](Self::send).
     pub(crate) fn try_send(
         self: &Arc<Self>,
         frame: Vec<u8>,
+        eager: bool,
     ) -> Result<Result<Sent, Vec<u8>>, Closed> {
+        match self.try_offer(frame, eager, Policy::Wait)? {
+            Tried::Sent(sent) => Ok(Ok(sent)),
+            Tried::Full(frame) | Tried::Refused(frame) => Ok(Err(frame)),
+        }
+    }
+
+    /// Sends a reply without waiting: [`Tried::Full`] if the queue has no room now,
+    /// [`Tried::Refused`] if it is over the byte bound (as [`send_reply`](Self::send_reply)
+    /// would refuse it).
+    pub(crate) fn try_send_reply(
+        self: &Arc<Self>,
+        frame: Vec<u8>,
+        eager: bool,
+    ) -> Result<Tried, Closed> {
+        self.try_offer(frame, eager, Policy::Reply)
+    }
+
+    fn try_offer(
+        self: &Arc<Self>,
+        frame: Vec<u8>,
+        eager: bool,
+        policy: Policy,
+    ) -> Result<Tried, Closed> {
         let len = frame.len();
         let mut frame = Some(frame);
         let mut none = WaitingBytes {
             outbox: self,
             len: 0,
         };
-        match self.offer(&mut frame, true, Policy::Wait, &mut none, len)? {
-            Offer::Sent(sent) => Ok(Ok(sent)),
-            Offer::Full | Offer::Refused => {
-                // `none` must stay uncounted: a frame handed back does not wait here.
-                let _ = self.unwait(&mut none);
-                Ok(Err(frame.take().unwrap_or_default()))
-            }
-        }
+        let offer = self.offer(&mut frame, eager, policy, &mut none, len)?;
+        // `none` must stay uncounted: a frame handed back does not wait here.
+        let _ = self.unwait(&mut none);
+        let back = frame.take().unwrap_or_default();
+        Ok(match offer {
+            Offer::Sent(sent) => Tried::Sent(sent),
+            Offer::Full => Tried::Full(back),
+            Offer::Refused => Tried::Refused(back),
+        })
     }
 
     /// Stops counting a sender's frame as waiting.
@@ -491,10 +527,10 @@ mod tests {
         let job = tokio::spawn(job.run());
         // A frame larger than the bound goes into the empty queue; the next one waits.
         assert!(matches!(
-            outbox.try_send(vec![1; 2000]),
+            outbox.try_send(vec![1; 2000], true),
             Ok(Ok(Sent::Queued))
         ));
-        assert!(matches!(outbox.try_send(vec![2; 10]), Ok(Err(_))));
+        assert!(matches!(outbox.try_send(vec![2; 10], true), Ok(Err(_))));
         // A reply that would wait behind that backlog is refused at once.
         let refused = tokio::time::timeout(
             std::time::Duration::from_secs(5),

@@ -204,22 +204,37 @@ impl Drop for Sleep {
 
 /// Runs `fut` until `at`: its output, or [`Elapsed`] if `at` came first. The future is polled
 /// before the deadline is looked at, so one that is ready at once never registers a timer.
-pub(crate) async fn timeout_at<F: Future>(
-    at: impl Into<Instant>,
-    fut: F,
-) -> Result<F::Output, Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let mut sleep = sleep_until(at.into());
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+pub(crate) fn timeout_at<F: Future>(at: impl Into<Instant>, fut: F) -> Timeout<F> {
+    Timeout {
+        fut,
+        sleep: sleep_until(at.into()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future and its deadline; see [`timeout_at`]. A type of its own, not an `async fn`: an
+    /// `async fn` would keep the future it is given both as its argument and as its pinned
+    /// local, twice the size in every future that awaits it.
+    pub(crate) struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: Sleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut sleep).poll(cx) {
+        match Pin::new(this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
             Poll::Pending => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 #[cfg(test)]

@@ -6,26 +6,28 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A future that turns a panic of the inner future into `Err(message)`.
-pub(crate) struct CatchUnwind<F> {
-    inner: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// A future that turns a panic of the inner future into `Err(message)`. The inner future
+    /// lives inside it (no box of its own).
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<F: Future> CatchUnwind<F> {
     pub(crate) fn new(inner: F) -> Self {
-        CatchUnwind {
-            inner: Box::pin(inner),
-        }
+        CatchUnwind { inner }
     }
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // The inner future is not polled again after a panic (this future completes with the
         // error), so observing it in a broken state is impossible: AssertUnwindSafe is sound.
-        let inner = self.inner.as_mut();
+        let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
