@@ -329,10 +329,11 @@ impl StubHandle {
             .saturating_duration_since(start)
             .as_micros()
             .div_ceil(1000) as u64;
-        // The common case, a live cached connection, needs no timer.
+        // The common case, a live cached connection, needs no timer. The dial is boxed: its
+        // future is large, and every call's future would carry it otherwise.
         let conn = match self.cached() {
             Some(c) => c,
-            None => match tokio::time::timeout_at(deadline, self.connection()).await {
+            None => match tokio::time::timeout_at(deadline, Box::pin(self.connection())).await {
                 Ok(c) => c?,
                 Err(_) => return Err(RemoteError::Timeout { millis }),
             },
