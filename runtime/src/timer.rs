@@ -12,18 +12,18 @@
 //! The thread does not wake for each new deadline: it sleeps at most [`IDLE_TICK`] at a time,
 //! so a deadline later than its next wake-up (a call's default deadline is 30 s) is only put
 //! in the table, and the thread finds it on a later round. Only a deadline earlier than that
-//! wakes it. A deadline that has passed when first polled completes without touching the
-//! table, and [`timeout_at`] polls its future before it registers anything, so a call that
-//! completes at once costs nothing here.
+//! wakes it (a deadline that has passed already does: the thread fires it at once).
+//! [`timeout_at`] polls its future before it registers anything, so a call that completes at
+//! once costs nothing here; one that waits costs a registration and a cancellation, each a
+//! lock and a few stores in a slab (no allocation, no ordered map).
 //!
-//! **Invariant:** a registered timer is removed from the table when it fires or when its
-//! future is dropped, whichever comes first; the table never holds more than the timers alive.
+//! **Invariant:** a registered timer's slot is released when it fires or when its future is
+//! dropped, whichever comes first; the table never holds more than the timers alive, and a
+//! slot's generation tells a released (fired) timer from the slot's next user.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -34,34 +34,41 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
 
-/// What a registered timer shares with the timer thread.
-#[derive(Default)]
-struct Shared {
-    fired: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Shared {
-    fn fire(&self) {
-        self.fired.store(true, Ordering::Release);
-        if let Some(w) = lock(&self.waker).take() {
-            w.wake();
-        }
-    }
-}
-
 /// The process's timers: the table and the thread's next wake-up.
 struct Timers {
     state: Mutex<State>,
     wake: Condvar,
 }
 
+/// The table: a slab of slots, reused through a free list, so registering and cancelling a
+/// timer allocate nothing and cost a lock and a few stores. The thread scans the slots when it
+/// wakes (at the earliest deadline, or every [`IDLE_TICK`]): they are as many as the timers
+/// alive at the busiest moment, a few per call in flight.
 struct State {
-    /// By deadline, then registration order.
-    table: BTreeMap<(Instant, u64), Arc<Shared>>,
-    next_id: u64,
+    slots: Vec<Slot>,
+    /// Indexes of unused slots.
+    free: Vec<u32>,
+    /// The generation the next registration gets: a slot reused by another timer is told
+    /// apart from the one a `Sleep` registered.
+    next_generation: u64,
     /// When the thread wakes next on its own.
     armed: Instant,
+}
+
+/// One timer, while registered. A slot that fired or was cancelled is unused and on the free
+/// list; its `Sleep` learns it fired from the generation no longer being its own.
+struct Slot {
+    at: Instant,
+    generation: u64,
+    waker: Option<Waker>,
+    used: bool,
+}
+
+/// Where a `Sleep` is registered.
+#[derive(Clone, Copy)]
+struct Key {
+    index: u32,
+    generation: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,8 +81,9 @@ fn timers() -> &'static Timers {
     TIMERS.get_or_init(|| {
         let timers: &'static Timers = Box::leak(Box::new(Timers {
             state: Mutex::new(State {
-                table: BTreeMap::new(),
-                next_id: 0,
+                slots: Vec::new(),
+                free: Vec::new(),
+                next_generation: 0,
                 armed: Instant::now(),
             }),
             wake: Condvar::new(),
@@ -91,31 +99,49 @@ fn timers() -> &'static Timers {
     })
 }
 
+impl State {
+    /// Whether the timer registered under `key` is still waiting (not fired, not cancelled).
+    fn waiting(&mut self, key: Key) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(key.index as usize)
+            .filter(|s| s.used && s.generation == key.generation)
+    }
+
+    /// Unuses a slot; gives back its waker, to be dropped or woken outside the lock.
+    fn release(&mut self, index: u32) -> Option<Waker> {
+        let slot = &mut self.slots[index as usize];
+        slot.used = false;
+        self.free.push(index);
+        slot.waker.take()
+    }
+}
+
 impl Timers {
     fn run(&self) {
         let mut due = Vec::new();
         let mut st = lock(&self.state);
         loop {
             let now = Instant::now();
-            while let Some(entry) = st.table.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            let mut next = now + IDLE_TICK;
+            for i in 0..st.slots.len() {
+                let slot = &st.slots[i];
+                if !slot.used {
+                    continue;
                 }
-                due.push(entry.remove());
+                if slot.at <= now {
+                    due.extend(st.release(i as u32));
+                } else {
+                    next = next.min(slot.at);
+                }
             }
             if !due.is_empty() {
                 drop(st);
-                for shared in due.drain(..) {
-                    shared.fire();
+                for waker in due.drain(..) {
+                    waker.wake();
                 }
                 st = lock(&self.state);
                 continue;
             }
-            let next = st
-                .table
-                .first_key_value()
-                .map_or(now + IDLE_TICK, |(k, _)| k.0)
-                .min(now + IDLE_TICK);
             st.armed = next;
             st = self
                 .wake
@@ -125,21 +151,33 @@ impl Timers {
         }
     }
 
-    fn register(&self, at: Instant, shared: Arc<Shared>) -> (Instant, u64) {
+    fn register(&self, at: Instant, waker: Waker) -> Key {
         let mut st = lock(&self.state);
-        let key = (at, st.next_id);
-        st.next_id += 1;
-        st.table.insert(key, shared);
+        let generation = st.next_generation;
+        st.next_generation += 1;
+        let slot = Slot {
+            at,
+            generation,
+            waker: Some(waker),
+            used: true,
+        };
+        let index = match st.free.pop() {
+            Some(i) => {
+                st.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                st.slots.push(slot);
+                // A process with four billion timers alive has other trouble first.
+                (st.slots.len() - 1) as u32
+            }
+        };
         if at < st.armed {
             st.armed = at;
             drop(st);
             self.wake.notify_one();
         }
-        key
-    }
-
-    fn cancel(&self, key: (Instant, u64)) {
-        lock(&self.state).table.remove(&key);
+        Key { index, generation }
     }
 }
 
@@ -154,7 +192,7 @@ pub(crate) fn sleep_until(at: Instant) -> Sleep {
 /// Completes at its deadline; see [`sleep_until`].
 pub(crate) struct Sleep {
     at: Instant,
-    registered: Option<((Instant, u64), Arc<Shared>)>,
+    registered: Option<Key>,
 }
 
 impl Future for Sleep {
@@ -162,42 +200,37 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let shared = match &mut this.registered {
-            Some((_, shared)) => &*shared,
-            None => {
-                if Instant::now() >= this.at {
-                    return Poll::Ready(());
-                }
-                let shared = Arc::new(Shared::default());
-                let key = timers().register(this.at, shared.clone());
-                &this.registered.insert((key, shared)).1
-            }
+        let Some(key) = this.registered else {
+            // Not looking at the clock first: a deadline that has passed is earlier than the
+            // thread's next wake-up, so registering it wakes the thread, which fires it.
+            this.registered = Some(timers().register(this.at, cx.waker().clone()));
+            return Poll::Pending;
         };
-        if shared.fired.load(Ordering::Acquire) {
+        let mut st = lock(&timers().state);
+        let Some(slot) = st.waiting(key) else {
+            // Fired: its slot was released (and may serve another timer by now).
             return Poll::Ready(());
-        }
-        {
-            let mut w = lock(&shared.waker);
-            match &*w {
-                Some(old) if old.will_wake(cx.waker()) => {}
-                _ => *w = Some(cx.waker().clone()),
-            }
-        }
-        // Fired between the first look and the waker being stored: the thread may have found
-        // no waker to wake.
-        if shared.fired.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
+        };
+        let old = match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => slot.waker.replace(cx.waker().clone()),
+        };
+        drop(st);
+        drop(old);
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some((key, shared)) = self.registered.take()
-            && !shared.fired.load(Ordering::Acquire)
-        {
-            timers().cancel(key);
+        let Some(key) = self.registered.take() else {
+            return;
+        };
+        let mut st = lock(&timers().state);
+        if st.waiting(key).is_some() {
+            let waker = st.release(key.index);
+            drop(st);
+            drop(waker);
         }
     }
 }
@@ -251,6 +284,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deadline_already_past_fires_at_once_and_a_reused_slot_is_not_mistaken() {
+        let start = Instant::now();
+        sleep_until(start - Duration::from_millis(5)).await;
+        assert!(start.elapsed() < IDLE_TICK / 2, "{:?}", start.elapsed());
+        // A fired timer's slot serves the next one; the new timer must not look fired.
+        let far = start + Duration::from_secs(3600);
+        let mut later = Box::pin(sleep_until(far));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        let held = |at| {
+            lock(&timers().state)
+                .slots
+                .iter()
+                .filter(|s| s.used && s.at == at)
+                .count()
+        };
+        assert_eq!(held(far), 1);
+        drop(later);
+        assert_eq!(held(far), 0);
+    }
+
+    #[tokio::test]
     async fn a_timeout_lets_a_quick_future_finish_and_stops_a_slow_one() {
         let at = Instant::now() + Duration::from_millis(50);
         assert_eq!(timeout_at(at, async { 7 }).await, Ok(7));
@@ -281,9 +337,9 @@ mod tests {
             );
         }
         let left = lock(&timers().state)
-            .table
-            .keys()
-            .filter(|k| k.0 >= start + Duration::from_secs(60))
+            .slots
+            .iter()
+            .filter(|s| s.used && s.at >= start + Duration::from_secs(60))
             .count();
         assert_eq!(left, 0, "dropped timers stayed in the table");
         // Deadlines shorter than the thread's idle tick wake it early.
