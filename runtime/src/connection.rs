@@ -15,7 +15,6 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::RemoteError;
 use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
 use crate::id::{CallId, IdMap, ObjId, RuntimeId};
 use crate::message::Status;
@@ -23,6 +22,7 @@ use crate::message::{self, CallHeader, Hello, Message, flags};
 use crate::outbox::{Closed, Outbox, Sent, Tried};
 use crate::runtime::RuntimeInner;
 use crate::transport::{BoxRead, Link};
+use crate::{BoxFuture, RemoteError};
 
 /// How long a closing connection may spend writing what is still queued (an error frame).
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
@@ -334,10 +334,7 @@ impl Connection {
     /// a multi-thread runtime, it is spawned and registered so a cancel or a disconnect can
     /// stop it. The lock is held across spawn and insert: the handler's own `untrack` cannot
     /// run before the insert.
-    pub(crate) fn start_tracked<F>(&self, call: CallId, fut: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
+    pub(crate) fn start_tracked(&self, call: CallId, fut: BoxFuture<'static, ()>) {
         let Some(fut) = run_first_poll(self.inner.single_thread, fut) else {
             return;
         };
@@ -348,10 +345,7 @@ impl Connection {
 
     /// Starts a handler nobody can cancel (a one-way call's): polled once here first on a
     /// current-thread runtime, like [`Connection::start_tracked`]'s, spawned otherwise.
-    pub(crate) fn start<F>(&self, fut: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
+    pub(crate) fn start(&self, fut: BoxFuture<'static, ()>) {
         if let Some(fut) = run_first_poll(self.inner.single_thread, fut) {
             self.inner.handle.spawn(fut);
         }
@@ -661,14 +655,13 @@ pub(crate) async fn establish(
 ///
 /// The first poll uses a waker that does nothing: a future that is not finished is spawned at
 /// once, and tokio polls a new task straight away, which registers its real waker; anything
-/// that became ready in between is seen by that poll. The future is boxed either way, so the
-/// task cell stays small (a large cell is an aligned allocation that costs the allocator a
-/// consolidation pass).
-fn run_first_poll<F>(single_thread: bool, fut: F) -> Option<std::pin::Pin<Box<F>>>
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut fut = Box::pin(fut);
+/// that became ready in between is seen by that poll. The future comes boxed, so the task cell
+/// stays small (a large cell is an aligned allocation that costs the allocator a consolidation
+/// pass).
+fn run_first_poll(
+    single_thread: bool,
+    mut fut: BoxFuture<'static, ()>,
+) -> Option<BoxFuture<'static, ()>> {
     if single_thread {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if fut.as_mut().poll(&mut cx).is_ready() {
@@ -807,9 +800,13 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
                 conn.inner
                     .more_incoming
                     .store(!r.buffer().is_empty(), Ordering::Relaxed);
-                crate::dispatch::serve(&rt, &conn, header, &frame[payload..]);
-                // The arguments are decoded: the frame's buffer can take the next one.
+                let handler = crate::dispatch::serve(&rt, &conn, header, &frame[payload..]);
+                // The arguments are decoded: the frame's buffer can take the next frame, or
+                // the reply of a handler that runs at once.
                 crate::buffers::recycle(frame);
+                if let Some(handler) = handler {
+                    handler.start(&conn);
+                }
             }
             Message::Reply {
                 call,
@@ -872,10 +869,10 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
         };
         // One thread: polled here, finished, nothing to spawn.
-        assert!(run_first_poll(true, handler(runs.clone())).is_none());
+        assert!(run_first_poll(true, Box::pin(handler(runs.clone()))).is_none());
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Several threads: not polled, handed back to be spawned.
-        let fut = run_first_poll(false, handler(runs.clone())).expect("handed back");
+        let fut = run_first_poll(false, Box::pin(handler(runs.clone()))).expect("handed back");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -892,10 +889,13 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
         let got = Arc::new(AtomicUsize::new(0));
         let seen = got.clone();
-        let fut = run_first_poll(true, async move {
-            let v = rx.await.unwrap_or(0);
-            seen.store(v as usize, Ordering::SeqCst);
-        })
+        let fut = run_first_poll(
+            true,
+            Box::pin(async move {
+                let v = rx.await.unwrap_or(0);
+                seen.store(v as usize, Ordering::SeqCst);
+            }),
+        )
         .expect("not finished: handed back");
         // The value arrives between the first poll (whose waker does nothing) and the task's.
         tx.send(7).expect("receiver alive");

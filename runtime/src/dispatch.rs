@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::RemoteError;
 use crate::connection::Connection;
 use crate::context::{self, Caller};
 use crate::id::CallId;
@@ -16,16 +15,40 @@ use crate::marshal::{CallCtx, MarshalCtx, Outcome};
 use crate::message::{self, CallHeader, Status, flags};
 use crate::runtime::RuntimeInner;
 use crate::unwind::CatchUnwind;
+use crate::{BoxFuture, RemoteError};
+
+/// A decoded call's handler, started by the reader once it has let go of the call's frame
+/// ([`Handler::start`]): a large argument frame is back among the spare buffers before the
+/// handler (run at once on a current-thread runtime) asks for one for its reply.
+#[must_use = "a handler does nothing until it is started"]
+pub(crate) struct Handler {
+    call: CallId,
+    /// A two-way call, which a Cancel or a disconnect can stop; a one-way call runs to its end.
+    tracked: bool,
+    task: BoxFuture<'static, ()>,
+}
+
+impl Handler {
+    /// Runs the handler: see [`Connection::start_tracked`].
+    pub(crate) fn start(self, conn: &Connection) {
+        if self.tracked {
+            conn.start_tracked(self.call, self.task);
+        } else {
+            conn.start(self.task);
+        }
+    }
+}
 
 /// Serves one incoming call. Decoding happens here, on the connection's reader; the method runs
 /// on a task of its own so a slow call never blocks another (on a current-thread runtime, once
-/// it does not finish at its first poll: `Connection::start_tracked`).
+/// it does not finish at its first poll: `Connection::start_tracked`). A call refused before it
+/// runs is answered here and gives no handler.
 pub(crate) fn serve(
     rt: &Arc<RuntimeInner>,
     conn: &Connection,
     header: CallHeader<Cow<'_, str>>,
     args: &[u8],
-) {
+) -> Option<Handler> {
     let oneway = header.flags & flags::ONEWAY != 0;
     let call = header.call;
     let span = tracing::debug_span!(
@@ -43,7 +66,7 @@ pub(crate) fn serve(
             object: header.object.to_string(),
         };
         finish_early(rt, conn, &span, oneway, call, e);
-        return;
+        return None;
     };
     let schema = obj.schema();
     span.record("interface", &*schema.name);
@@ -56,7 +79,7 @@ pub(crate) fn serve(
     };
     if let Err(e) = authorize(rt, &caller, &schema.name, &header.method) {
         finish_early(rt, conn, &span, oneway, call, e);
-        return;
+        return None;
     }
     let limit = rt.config.max_calls_in_flight;
     if conn.calls_running() >= limit {
@@ -70,10 +93,10 @@ pub(crate) fn serve(
             let _g = span.enter();
             span.record("outcome", "failed");
             tracing::warn!(error = %e, dropped, "a one-way call was dropped at the limit of calls in flight");
-            return;
+            return None;
         }
         finish_early(rt, conn, &span, oneway, call, e);
-        return;
+        return None;
     }
     let ctx = CallCtx {
         marshal: MarshalCtx {
@@ -89,7 +112,7 @@ pub(crate) fn serve(
             object: header.object.to_string(),
         };
         finish_early(rt, conn, &span, oneway, call, e);
-        return;
+        return None;
     };
     let Some(fut) = dispatched else {
         let e = RemoteError::NoSuchMethod {
@@ -97,7 +120,7 @@ pub(crate) fn serve(
             method: header.method.into_owned(),
         };
         finish_early(rt, conn, &span, oneway, call, e);
-        return;
+        return None;
     };
     let timeout = Duration::from_micros(header.timeout_us);
     let deadline = Instant::now() + timeout;
@@ -133,19 +156,27 @@ pub(crate) fn serve(
         // Nobody waits for a one-way call, so nobody can cancel it: it runs to completion,
         // counted toward the connection's limit meanwhile.
         let counted = conn.oneway_started();
-        conn.start(
-            async move {
-                task.await;
-                drop(counted);
-            }
-            .instrument(task_span),
-        );
-    } else if traced {
-        conn.start_tracked(call, task.instrument(task_span));
+        let task = async move {
+            task.await;
+            drop(counted);
+        };
+        return Some(Handler {
+            call,
+            tracked: false,
+            task: Box::pin(task.instrument(task_span)),
+        });
+    }
+    let task: BoxFuture<'static, ()> = if traced {
+        Box::pin(task.instrument(task_span))
     } else {
         // Nobody listens: no span to enter at each poll of the handler.
-        conn.start_tracked(call, task);
-    }
+        Box::pin(task)
+    };
+    Some(Handler {
+        call,
+        tracked: true,
+        task,
+    })
 }
 
 /// The runtime's authorization checks for one call (none installed: nothing runs).

@@ -455,7 +455,11 @@ fn decode_message(live: &Live, frame: &[u8]) {
     };
     match message::decode(frame) {
         Ok(Message::Call { header, payload }) => {
-            crate::dispatch::serve(&live.rt.inner, &live.conn, header, &frame[payload..]);
+            if let Some(handler) =
+                crate::dispatch::serve(&live.rt.inner, &live.conn, header, &frame[payload..])
+            {
+                handler.start(&live.conn);
+            }
         }
         Ok(Message::Reply {
             status, payload, ..
