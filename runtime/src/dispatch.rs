@@ -22,19 +22,18 @@ use crate::{BoxFuture, RemoteError};
 /// handler (run at once on a current-thread runtime) asks for one for its reply.
 #[must_use = "a handler does nothing until it is started"]
 pub(crate) struct Handler {
-    call: CallId,
-    /// A two-way call, which a Cancel or a disconnect can stop; a one-way call runs to its end.
-    tracked: bool,
+    /// A two-way call's id, under which a Cancel or a disconnect can stop it; `None` for a
+    /// one-way call, which runs to its end.
+    tracked: Option<CallId>,
     task: BoxFuture<'static, ()>,
 }
 
 impl Handler {
     /// Runs the handler: see [`Connection::start_tracked`].
     pub(crate) fn start(self, conn: &Connection) {
-        if self.tracked {
-            conn.start_tracked(self.call, self.task);
-        } else {
-            conn.start(self.task);
+        match self.tracked {
+            Some(call) => conn.start_tracked(call, self.task),
+            None => conn.start(self.task),
         }
     }
 }
@@ -161,8 +160,7 @@ pub(crate) fn serve(
             drop(counted);
         };
         return Some(Handler {
-            call,
-            tracked: false,
+            tracked: None,
             task: Box::pin(task.instrument(task_span)),
         });
     }
@@ -173,8 +171,7 @@ pub(crate) fn serve(
         Box::pin(task)
     };
     Some(Handler {
-        call,
-        tracked: true,
+        tracked: Some(call),
         task,
     })
 }
