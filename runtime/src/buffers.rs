@@ -9,6 +9,11 @@
 //! A frame being read gets no more room than its bytes need so far ([`take_to_read`],
 //! [`grow_to_read`]): a peer announcing the largest frame and sending a trickle (or nothing)
 //! ties up what it sent, not what it announced.
+//!
+//! Frames of one kind differ by a few bytes (a call id one byte longer, another method name),
+//! so large buffers get their room rounded up ([`room`]): the next frame of about the same size
+//! fits the buffer the last one left. A frame being built grows through [`Appender`], which
+//! takes a spare buffer when it turns large, rather than a fresh allocation.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -19,6 +24,10 @@ const KEEP_BYTES: usize = 32 << 20;
 /// Spare buffers kept at most.
 const KEEP_BUFFERS: usize = 16;
 
+/// Large buffers get room in steps of this many bytes, or of the power of two at or above an
+/// eighth of their size if that is more: at most a quarter more than they need.
+const ROOM_STEP: usize = 64 * 1024;
+
 /// Room a frame being read starts with when no spare buffer fits it; it doubles as bytes
 /// arrive.
 const FIRST_READ: usize = 64 * 1024;
@@ -27,7 +36,17 @@ static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// An empty buffer with room for `len` bytes: a spare one when `len` is large and one fits.
 pub(crate) fn take(len: usize) -> Vec<u8> {
-    spare(len).unwrap_or_else(|| Vec::with_capacity(len))
+    spare(len).unwrap_or_else(|| Vec::with_capacity(room(len)))
+}
+
+/// The room to give a buffer for `len` bytes: `len` itself when small; rounded up when large,
+/// so that a buffer kept for reuse fits the next frames of about its size too.
+fn room(len: usize) -> usize {
+    if len < LARGE {
+        return len;
+    }
+    let step = ROOM_STEP.max((len / 8).next_power_of_two());
+    len.div_ceil(step).saturating_mul(step)
 }
 
 /// An empty buffer to read a frame of `len` bytes into: a spare one that fits (its memory is
@@ -42,11 +61,45 @@ pub(crate) fn take_to_read(len: usize) -> Vec<u8> {
 /// remapping, not copying).
 pub(crate) fn grow_to_read(buf: &mut Vec<u8>, len: usize) {
     if buf.len() == buf.capacity() {
-        let more = buf
-            .capacity()
-            .max(FIRST_READ)
-            .min(len.saturating_sub(buf.len()));
-        buf.reserve_exact(more);
+        let target = buf.capacity().max(FIRST_READ).saturating_mul(2).min(len);
+        // The last step takes the frame's rounded room, so the buffer is worth keeping.
+        let target = if target == len { room(len) } else { target };
+        buf.reserve_exact(target - buf.len());
+    }
+}
+
+/// Appends to a buffer that may grow large, like `Vec`'s own appending (and its `io::Write`),
+/// but a buffer growing past [`LARGE`] moves into a spare one, or into a fresh one with
+/// [`room`] to spare, rather than doubling through the allocator.
+pub(crate) struct Appender<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl Appender<'_> {
+    /// Appends `bytes`.
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let need = self.0.len().saturating_add(bytes.len());
+        if need > self.0.capacity() && need >= LARGE {
+            let want = need.max(self.0.capacity().saturating_mul(2));
+            let mut bigger = spare(need).unwrap_or_else(|| Vec::with_capacity(room(want)));
+            bigger.extend_from_slice(self.0);
+            recycle(std::mem::replace(self.0, bigger));
+        }
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl std::io::Write for Appender<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -54,40 +107,63 @@ pub(crate) fn grow_to_read(buf: &mut Vec<u8>, len: usize) {
 fn spare(len: usize) -> Option<Vec<u8>> {
     if len >= LARGE {
         let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
-        // The smallest spare that fits, so large ones stay for large frames.
+        // The smallest spare that fits, so large ones stay for large frames; of equals, the
+        // one kept last, whose memory is likeliest still in the cache.
         let best = spare
             .iter()
             .enumerate()
+            .rev()
             .filter(|(_, b)| b.capacity() >= len)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
-            return Some(spare.swap_remove(i));
+            // In order: the rest stay oldest first.
+            return Some(spare.remove(i));
         }
     }
     None
 }
 
-/// Keeps `buf` for a later [`take`] if it held a large frame and there is room; frees it
-/// otherwise (a buffer that merely grew past the threshold is not worth keeping).
+/// Keeps `buf` for a later [`take`] if it held a large frame; frees it otherwise (a buffer that
+/// merely grew past the threshold is not worth keeping). When the spares are at their bound,
+/// `buf` takes the place of smaller ones if that keeps within it: frames that grew larger
+/// than the spares must not find them all too small for good.
 pub(crate) fn recycle(mut buf: Vec<u8>) {
-    if buf.len() < LARGE {
+    if buf.len() < LARGE || buf.capacity() > KEEP_BYTES {
         return;
     }
     buf.clear();
     let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
-    let kept: usize = spare.iter().map(Vec::capacity).sum();
-    if spare.len() < KEEP_BUFFERS && kept + buf.capacity() <= KEEP_BYTES {
-        spare.push(buf);
+    let mut kept: usize = spare.iter().map(Vec::capacity).sum();
+    while spare.len() >= KEEP_BUFFERS || kept + buf.capacity() > KEEP_BYTES {
+        let Some((i, smallest)) = spare
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, b)| (i, b.capacity()))
+        else {
+            break;
+        };
+        if smallest >= buf.capacity() {
+            // Everything kept is at least as large: this one goes.
+            return;
+        }
+        kept -= smallest;
+        spare.remove(i);
     }
+    spare.push(buf);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The spares are process-wide: tests that count or fill them take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
     #[test]
     fn large_buffers_come_back_and_small_ones_do_not() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         let mut big = take(LARGE * 2);
         big.resize(LARGE * 2, 1);
         let ptr = big.as_ptr();
@@ -124,5 +200,77 @@ mod tests {
         small.resize(FIRST_READ, 0);
         grow_to_read(&mut small, FIRST_READ + 10);
         assert_eq!(small.capacity(), FIRST_READ + 10);
+    }
+
+    #[test]
+    fn frames_a_few_bytes_longer_fit_the_buffer_of_the_last_one() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        // A size no other test uses, so the spare found is ours.
+        let len = 3 * (1 << 20) + 5;
+        let mut first = take(len);
+        first.resize(len, 1);
+        let ptr = first.as_ptr();
+        recycle(first);
+        // The next call's frame: a call id one byte longer.
+        let next = take(len + 1);
+        assert_eq!(next.as_ptr(), ptr, "a frame one byte longer found no spare");
+        // Read frames too: the buffer a frame is read into ends with the same room.
+        let mut read = take_to_read(len + 2);
+        while read.len() < len + 2 {
+            grow_to_read(&mut read, len + 2);
+            read.resize(read.capacity().min(len + 2), 0);
+        }
+        assert!(
+            read.capacity() >= len + 64,
+            "a read frame's buffer got no room to spare"
+        );
+        recycle(next);
+        recycle(read);
+    }
+
+    #[test]
+    fn larger_frames_displace_smaller_spares_at_the_bound() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..KEEP_BUFFERS {
+            recycle(vec![0; LARGE]);
+        }
+        let larger = 5 * (1 << 20) + 7;
+        let mut big = take(larger);
+        big.resize(larger, 1);
+        let ptr = big.as_ptr();
+        recycle(big);
+        let again = take(larger);
+        assert_eq!(
+            again.as_ptr(),
+            ptr,
+            "the larger frame's buffer was not kept"
+        );
+        let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(spare.len() <= KEEP_BUFFERS);
+        assert!(spare.iter().map(Vec::capacity).sum::<usize>() <= KEEP_BYTES);
+    }
+
+    #[test]
+    fn a_body_growing_large_moves_into_a_spare_buffer() {
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = 7 * (1 << 20) + 3;
+        let mut spare = take(len);
+        spare.resize(len, 1);
+        let ptr = spare.as_ptr();
+        recycle(spare);
+        let mut body = vec![9u8; 4];
+        {
+            let mut appender = Appender(&mut body);
+            appender.extend_from_slice(&vec![2u8; len - 4]);
+            std::io::Write::write_all(&mut appender, &[3]).unwrap();
+        }
+        assert_eq!(
+            body.as_ptr(),
+            ptr,
+            "the body did not move into the spare buffer"
+        );
+        assert_eq!(body.len(), len + 1);
+        assert_eq!(&body[..5], &[9, 9, 9, 9, 2]);
+        assert_eq!(body[len], 3);
     }
 }

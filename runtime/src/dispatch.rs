@@ -276,7 +276,7 @@ async fn send_outcome(conn: &Connection, call: CallId, outcome: Outcome) {
 
 fn failure_frame(call: CallId, e: &RemoteError, max: usize) -> Result<Vec<u8>, RemoteError> {
     let mut f = message::reply(call, Status::Failed, 0);
-    rmp_serde::encode::write(f.body(), e).map_err(|e| RemoteError::Marshalling {
+    rmp_serde::encode::write(&mut f.body(), e).map_err(|e| RemoteError::Marshalling {
         what: "the error".into(),
         detail: e.to_string(),
     })?;

@@ -114,8 +114,8 @@ impl FrameBuf {
     }
 
     /// The body so far, to append to.
-    pub(crate) fn body(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
+    pub(crate) fn body(&mut self) -> crate::buffers::Appender<'_> {
+        crate::buffers::Appender(&mut self.buf)
     }
 
     /// The complete frame, or an error if it exceeds `max`.

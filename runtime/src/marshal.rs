@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::budget::{ArgLimit, Budget, Counted};
+use crate::buffers::Appender;
 use crate::connection::Connection;
 use crate::id::CallId;
 use crate::message::{self, Status};
@@ -142,7 +143,7 @@ impl ArgsEncoder {
         let buf = &mut self.buf;
         raised();
         self.ctx
-            .enter(|| value.serialize(&mut rmp_serde::Serializer::new(&mut *buf)))
+            .enter(|| value.serialize(&mut rmp_serde::Serializer::new(Appender(buf))))
             .map_err(|e| {
                 raised().unwrap_or_else(|| RemoteError::Marshalling {
                     what: format!("argument `{name}`"),

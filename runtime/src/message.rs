@@ -203,7 +203,7 @@ fn read<T: DeserializeOwned>(cur: &mut Cursor<&[u8]>, what: &str) -> Result<T, R
 fn write<T: Serialize>(frame: &mut FrameBuf, value: &T) {
     // Encoding our own header types into a Vec cannot fail: they hold only integers, strings
     // and byte strings, and writing to a Vec does no IO.
-    let r = rmp_serde::encode::write(frame.body(), value);
+    let r = rmp_serde::encode::write(&mut frame.body(), value);
     debug_assert!(r.is_ok(), "header encoding failed: {r:?}");
 }
 
@@ -244,14 +244,14 @@ fn small<T: Serialize>(kind: Kind, v: &T) -> Vec<u8> {
 /// Starts a call frame; the caller appends the arguments payload and finishes it.
 pub(crate) fn call(header: &CallHeader<&str>, payload_len: usize) -> FrameBuf {
     let mut f = FrameBuf::new(Kind::Call, 40 + header.method.len() + payload_len);
-    fast::write_call(f.body(), header);
+    fast::write_call(f.body().0, header);
     f
 }
 
 /// Starts a reply frame; the caller appends the result payload and finishes it.
 pub(crate) fn reply(call: CallId, status: Status, payload_len: usize) -> FrameBuf {
     let mut f = FrameBuf::new(Kind::Reply, 12 + payload_len);
-    fast::write_reply(f.body(), call, status as u8);
+    fast::write_reply(f.body().0, call, status as u8);
     f
 }
 
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn reply_frames_carry_status_and_payload() {
         let mut f = reply(CallId(9), Status::AppError, 1);
-        f.body().push(0xc0);
+        f.body().extend_from_slice(&[0xc0]);
         let frame = f.finish(1 << 20).unwrap();
         let (call, status, payload) = expect_reply(body(&frame));
         assert_eq!((call, status), (CallId(9), Status::AppError));
@@ -526,7 +526,7 @@ mod tests {
                 },
                 0,
             );
-            f.body().push(0x90);
+            f.body().extend_from_slice(&[0x90]);
             f.finish(1 << 20).unwrap()[LENGTH_LEN..].to_vec()
         };
         // Every truncation fails cleanly, on both paths.
@@ -591,7 +591,7 @@ mod tests {
             ]
         );
         let mut r = reply(CallId(1), Status::Ok, 1);
-        r.body().push(0x05);
+        r.body().extend_from_slice(&[0x05]);
         assert_eq!(
             r.finish(1 << 20).unwrap(),
             [0x00, 0x00, 0x00, 0x05, 0x03, 0x92, 0x01, 0x00, 0x05]

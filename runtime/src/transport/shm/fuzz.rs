@@ -118,7 +118,7 @@ pub(crate) fn ring(data: &[u8]) {
             // Sizes beyond the capacity behave as the capacity plus one: no need to copy more.
             0 => s.u16().map(|n| {
                 buf.resize(usize::from(n).min(capacity as usize + 1), 0);
-                let r = ring.consumer.read(&mut buf);
+                let r = ring.consumer.read_slice(&mut buf);
                 if let Some(n) = ring.check(r)
                     && !ring.tainted
                 {
@@ -200,7 +200,7 @@ pub(crate) fn ring(data: &[u8]) {
     for ring in &mut rings {
         buf.resize(4096, 0);
         while !ring.broken {
-            let r = ring.consumer.read(&mut buf);
+            let r = ring.consumer.read_slice(&mut buf);
             match ring.check(r) {
                 Some(0) | None => break,
                 Some(n) if !ring.tainted => {

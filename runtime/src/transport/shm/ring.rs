@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
+use tokio::io::ReadBuf;
+
 use super::segment::Mapping;
 
 /// Identifies an oxrmi shared-memory segment ("OXRMISHM", little-endian).
@@ -275,19 +277,24 @@ impl Consumer {
         Ok(head - self.tail)
     }
 
-    /// Copies up to `dst.len()` bytes out into `dst` and frees their space; 0 if the ring is
-    /// empty.
-    pub(super) fn read(&mut self, dst: &mut [u8]) -> Result<usize, Corrupt> {
-        let n = (self.available()?.min(usize::MAX as u64) as usize).min(dst.len());
+    /// Copies up to `dst.remaining()` bytes out, appending them to `dst`, and frees their
+    /// space; 0 if the ring is empty.
+    pub(super) fn read(&mut self, dst: &mut ReadBuf<'_>) -> Result<usize, Corrupt> {
+        let n = (self.available()?.min(usize::MAX as u64) as usize).min(dst.remaining());
         if n == 0 {
             return Ok(0);
         }
         let [(a, la), (b, lb)] = self.ring.spans(self.tail, n);
-        self.ring.map.copy_out(a, &mut dst[..la]);
-        self.ring.map.copy_out(b, &mut dst[la..la + lb]);
+        self.ring.map.copy_out(a, la, dst);
+        self.ring.map.copy_out(b, lb, dst);
         self.tail += n as u64;
         self.ring.word(TAIL).store(self.tail, Ordering::Release);
         Ok(n)
+    }
+
+    /// [`Consumer::read`] into a slice: how many bytes went to its start.
+    pub(super) fn read_slice(&mut self, dst: &mut [u8]) -> Result<usize, Corrupt> {
+        self.read(&mut ReadBuf::new(dst))
     }
 
     /// After freeing space: whether the producer sleeps waiting for it and must be woken.

@@ -14,8 +14,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use rustix::mm::{MapFlags, ProtFlags};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, ReadBuf};
 
 /// A shared, read-write mapping of a whole memory file, unmapped on drop.
 pub(super) struct Mapping {
@@ -83,23 +83,32 @@ impl Mapping {
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
     }
 
-    /// Copies `dst.len()` bytes starting at `offset` out of the segment into private memory.
+    /// Appends the `len` bytes at `offset` to the filled part of `dst`, copying them straight
+    /// into its unfilled memory (which need not be initialised: a large frame's buffer is not
+    /// zeroed first).
     ///
     /// # Panics
-    /// If the range is out of the mapping: callers compute offsets from bounds-checked,
-    /// masked ring positions, so this is a bug, never peer input.
-    pub(super) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
-        assert!(offset <= self.len && dst.len() <= self.len - offset);
+    /// If the range is out of the mapping, or `dst` has less room than `len`: callers compute
+    /// offsets from bounds-checked, masked ring positions and clamp `len` to the room, so this is
+    /// a bug, never peer input.
+    pub(super) fn copy_out(&self, offset: usize, len: usize, dst: &mut ReadBuf<'_>) {
+        assert!(offset <= self.len && len <= self.len - offset && len <= dst.remaining());
         // SAFETY: the source range is inside the mapping and cannot overlap `dst` (private
-        // memory). The peer may write these bytes concurrently; then we copy torn garbage, which
-        // is harmless because only the private copy is ever interpreted, and checked there.
+        // memory); the destination is the first `len` bytes of `dst`'s unfilled part, which the
+        // assert bounds, and writing there needs no initialised bytes. After the copy exactly
+        // those `len` bytes are initialised, which is what `assume_init` records. The peer may
+        // write the source bytes concurrently; then we copy torn garbage, which is harmless
+        // because only the private copy is ever interpreted, and checked there.
         unsafe {
+            let unfilled = dst.unfilled_mut();
             std::ptr::copy_nonoverlapping(
                 self.ptr.as_ptr().add(offset),
-                dst.as_mut_ptr(),
-                dst.len(),
+                unfilled.as_mut_ptr().cast::<u8>(),
+                len,
             );
+            dst.assume_init(len);
         }
+        dst.advance(len);
     }
 
     /// Copies `src` into the segment starting at `offset`.

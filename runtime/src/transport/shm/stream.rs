@@ -217,11 +217,9 @@ impl AsyncRead for ShmReader {
         loop {
             let available = this.ring.available()?;
             if available > 0 || buf.remaining() == 0 {
-                let want = usize::try_from(available)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.remaining());
-                let n = this.ring.read(buf.initialize_unfilled_to(want))?;
-                buf.advance(n);
+                // Straight into the caller's unfilled bytes: zeroing a large frame's buffer
+                // first would cost as much as the copy.
+                let n = this.ring.read(buf)?;
                 if n > 0 && this.ring.take_space_waiter() {
                     notify(this.space_peer.as_fd());
                 }

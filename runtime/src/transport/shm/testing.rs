@@ -71,7 +71,7 @@ impl RawShmClient {
 
     /// Reads what the server has written so far, without waiting.
     pub fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.back.read(buf)?;
+        let n = self.back.read_slice(buf)?;
         notify(self.events[event_index(1, true)].as_fd());
         Ok(n)
     }

@@ -58,10 +58,10 @@ fn the_ring_wraps_around_with_odd_sizes() {
         let end = (sent + chunk).min(data.len());
         sent += p.write(&data[sent..end]).unwrap();
         let want = (chunk * 13 % 3001) + 1;
-        let n = c.read(&mut buf[..want]).unwrap();
+        let n = c.read_slice(&mut buf[..want]).unwrap();
         got.extend_from_slice(&buf[..n]);
         if sent == data.len() {
-            let n = c.read(&mut buf).unwrap();
+            let n = c.read_slice(&mut buf).unwrap();
             got.extend_from_slice(&buf[..n]);
         }
     }
