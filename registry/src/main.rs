@@ -36,6 +36,14 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's allocator: a server passing large values allocates and frees
+/// buffers of the same sizes call after call, and glibc hands such memory back to the kernel
+/// between calls (trimming the heap, unmapping large blocks), so every call pays page faults to
+/// get it back; mimalloc keeps it for reuse. The library itself leaves the choice to the
+/// program that links it (see the README).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.command.default_log_level());
