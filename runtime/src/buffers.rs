@@ -17,8 +17,9 @@
 
 use std::sync::{Mutex, PoisonError};
 
-/// Frames at least this large are worth keeping.
-pub(crate) const LARGE: usize = 128 * 1024;
+/// Frames at least this large are worth keeping: any frame that outgrows the room a read
+/// starts with ([`FIRST_READ`]).
+pub(crate) const LARGE: usize = 64 * 1024;
 /// Spare memory kept at most, process-wide.
 const KEEP_BYTES: usize = 32 << 20;
 /// Spare buffers kept at most.
@@ -195,11 +196,11 @@ mod tests {
         buf.resize(FIRST_READ, 1);
         grow_to_read(&mut buf, len);
         assert!(buf.capacity() >= 2 * FIRST_READ && buf.capacity() < 4 * FIRST_READ);
-        // Never beyond the frame.
-        let mut small = take_to_read(FIRST_READ + 10);
-        small.resize(FIRST_READ, 0);
+        // Never beyond the frame's room.
+        let mut small = vec![0; FIRST_READ];
         grow_to_read(&mut small, FIRST_READ + 10);
-        assert_eq!(small.capacity(), FIRST_READ + 10);
+        assert_eq!(small.capacity(), room(FIRST_READ + 10));
+        assert!(room(FIRST_READ + 10) < 2 * FIRST_READ + 10);
     }
 
     #[test]
