@@ -176,6 +176,7 @@ impl Runtime {
             peer_is_local_host: true,
             peer_uid: None,
             peer_subject: None,
+            spin_until_readable: None,
         };
         let conn = handshake(rt, link).await?;
         let peer = conn.peer();
@@ -275,6 +276,7 @@ pub(crate) async fn connect_parent(
         peer_is_local_host: true,
         peer_uid: None,
         peer_subject: None,
+        spin_until_readable: None,
     };
     let conn = handshake(rt, link).await?;
     let parent = conn.peer();

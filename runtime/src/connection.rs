@@ -91,6 +91,9 @@ pub(crate) struct ConnInner {
     /// That runtime runs every task on one thread: a handler is polled once where the call is
     /// read before it gets a task of its own (`start_tracked`).
     single_thread: bool,
+    /// On a current-thread runtime over shared memory: the spin a lone call runs for its reply
+    /// before its caller sleeps (see [`SpinUntilReadable`](crate::transport::SpinUntilReadable)).
+    spin_until_readable: Option<Box<dyn crate::transport::SpinUntilReadable>>,
     /// The reader holds bytes of further frames beyond the call it is handing out: a reply
     /// written now would be followed by others at once, so it waits for a batch.
     more_incoming: AtomicBool,
@@ -311,6 +314,11 @@ impl Connection {
         let Some(rx) = rx else {
             return Ok(Received::Sent);
         };
+        if alone && let Some(spin) = &self.inner.spin_until_readable {
+            // The reader sleeps on the transport's wake-up; it is woken at once if the reply
+            // arrives during the spin, as this thread then finds it without sleeping.
+            spin.spin();
+        }
         let r = rx
             .await
             .unwrap_or_else(|_| Err(RemoteError::lost("the connection is closed")));
@@ -533,6 +541,7 @@ pub(crate) async fn establish(
         peer_is_local_host,
         peer_uid,
         peer_subject,
+        spin_until_readable,
     } = link;
     let max = rt.config.max_frame;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -603,6 +612,7 @@ pub(crate) async fn establish(
         return Err(e);
     }
 
+    let single_thread = rt.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     let conn = Connection {
         inner: Arc::new(ConnInner {
             peer: theirs.runtime,
@@ -632,8 +642,8 @@ pub(crate) async fn establish(
             closed: AtomicBool::new(false),
             gone: tokio::sync::watch::Sender::new(false),
             handle: rt.handle.clone(),
-            single_thread: rt.handle.runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::CurrentThread,
+            single_thread,
+            spin_until_readable: spin_until_readable.filter(|_| single_thread),
             more_incoming: AtomicBool::new(false),
             max_frame: max,
             calls_sent: AtomicU64::new(0),

@@ -326,6 +326,7 @@ fn link(end: tokio::io::DuplexStream) -> Link {
         peer_is_local_host: true,
         peer_uid: None,
         peer_subject: None,
+        spin_until_readable: None,
     }
 }
 
@@ -398,6 +399,7 @@ impl Live {
             peer_is_local_host: true,
             peer_uid: None,
             peer_subject: None,
+            spin_until_readable: None,
         };
         let conn = connection::establish(&rt.inner, link)
             .await

@@ -218,6 +218,7 @@ async fn connect_in_memory(
             peer_is_local_host: false,
             peer_uid: None,
             peer_subject: None,
+            spin_until_readable: None,
         }
     };
     let (s, c) = tokio::join!(

@@ -196,6 +196,7 @@ impl FifoTransport {
             peer_is_local_host: true,
             peer_uid: owner,
             peer_subject: None,
+            spin_until_readable: None,
         })
     }
 }
@@ -348,6 +349,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
         peer_is_local_host: true,
         peer_uid: None,
         peer_subject: None,
+        spin_until_readable: None,
     })
 }
 

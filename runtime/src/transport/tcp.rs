@@ -68,6 +68,7 @@ fn link(stream: TcpStream, dead_peer: Duration) -> io::Result<Link> {
         peer_is_local_host: same_host(peer.ip(), local.ip()),
         peer_uid: None,
         peer_subject: None,
+        spin_until_readable: None,
     })
 }
 

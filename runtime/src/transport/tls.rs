@@ -462,6 +462,7 @@ fn link(stream: TlsStream<TcpStream>) -> io::Result<Link> {
         peer_is_local_host: super::tcp::same_host(peer.ip(), local.ip()),
         peer_uid: None,
         peer_subject,
+        spin_until_readable: None,
     })
 }
 

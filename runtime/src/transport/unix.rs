@@ -154,6 +154,7 @@ fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> Link {
         peer_is_local_host: true,
         peer_uid: uid,
         peer_subject: None,
+        spin_until_readable: None,
     }
 }
 

@@ -27,6 +27,14 @@
 //! so a reader and a writer never steal each other's wake-ups; the flag protocol is in
 //! [`stream`].
 //!
+//! A half is polled only when it is woken, so its own spin does not cover a caller waiting for
+//! a reply: the reader went to sleep before the call was even sent. On a current-thread runtime
+//! the caller of a lone call therefore spins on the ring itself after sending
+//! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
+//! the same budget; a reply seen there wakes the reader at once, without this thread sleeping.
+//! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
+//! it soon stops, and probes only on one wait in 64.
+//!
 //! # End of the link
 //! The rendezvous socket stays open as long as either half lives, and both halves watch it: when
 //! the peer dies or drops its link, a reader drains what is left in the ring and then reports
@@ -323,6 +331,7 @@ fn link(
 }
 
 fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32>) -> Link {
+    let spin_until_readable = Some(reader.spin_until_readable());
     Link {
         scheme: "shm",
         reader: Box::new(reader),
@@ -335,5 +344,6 @@ fn link_of(reader: stream::ShmReader, writer: stream::ShmWriter, pid: Option<i32
         peer_is_local_host: true,
         peer_uid: None,
         peer_subject: None,
+        spin_until_readable,
     }
 }

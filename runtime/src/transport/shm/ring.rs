@@ -178,6 +178,23 @@ pub(super) struct Consumer {
     head_seen: u64,
 }
 
+/// Whether the peer has published bytes the reading end has not taken yet, judged from the
+/// shared positions alone: for spinning on, without the reading end. The peer controls `head`,
+/// so the answer is a hint (a wrong one ends a spin early or late, nothing more); the reading
+/// end checks everything when it reads.
+#[derive(Clone)]
+pub(super) struct Arrivals {
+    ring: RingRef,
+}
+
+impl Arrivals {
+    /// Whether bytes (or the end of the stream) wait in the ring.
+    pub(super) fn any(&self) -> bool {
+        self.ring.word(HEAD).load(Ordering::Acquire) != self.ring.word(TAIL).load(Ordering::Relaxed)
+            || self.ring.word(CLOSED).load(Ordering::Acquire) != 0
+    }
+}
+
 /// Both ends of ring `ring` over `map` (only one is used per process; tests use both).
 pub(super) fn ends(map: Arc<Mapping>, layout: &Layout, ring: usize) -> (Producer, Consumer) {
     let r = RingRef::new(map, layout, ring);
@@ -290,6 +307,13 @@ impl Consumer {
         self.tail += n as u64;
         self.ring.word(TAIL).store(self.tail, Ordering::Release);
         Ok(n)
+    }
+
+    /// A probe of this ring's arrivals, for another party to spin on.
+    pub(super) fn arrivals(&self) -> Arrivals {
+        Arrivals {
+            ring: self.ring.clone(),
+        }
     }
 
     /// [`Consumer::read`] into a slice: how many bytes went to its start.

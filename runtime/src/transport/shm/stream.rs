@@ -10,6 +10,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::rendezvous::{Segment, event_index};
-use super::ring::{Consumer, Producer, ends};
+use super::ring::{Arrivals, Consumer, Producer, ends};
 use super::segment::watch;
+use crate::transport::SpinUntilReadable;
 
 /// Which end of the link this process is: the client writes ring 0 and reads ring 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +98,37 @@ pub(crate) struct ShmWriter {
     /// Shut down: the ring is closed, no more writes.
     shut: bool,
     spinner: Spinner,
+}
+
+impl ShmReader {
+    /// A spin for this half's next bytes, for the caller of a call sent over the link (see
+    /// [`SpinUntilReadable`]). It has its own [`Spinner`]: whether spinning pays for a caller
+    /// says nothing of whether it pays for the reader, and the other way round.
+    pub(super) fn spin_until_readable(&self) -> Box<dyn SpinUntilReadable> {
+        Box::new(ArrivalSpin {
+            arrivals: self.ring.arrivals(),
+            spinner: Mutex::new(Spinner::new(self.spinner.budget)),
+        })
+    }
+}
+
+/// Spins on a ring's arrivals.
+struct ArrivalSpin {
+    arrivals: Arrivals,
+    spinner: Mutex<Spinner>,
+}
+
+impl SpinUntilReadable for ArrivalSpin {
+    fn spin(&self) -> bool {
+        if self.arrivals.any() {
+            return true;
+        }
+        // Two callers at once: one spin is enough.
+        let Ok(mut spinner) = self.spinner.try_lock() else {
+            return false;
+        };
+        spinner.spin_until(|| self.arrivals.any())
+    }
 }
 
 /// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.

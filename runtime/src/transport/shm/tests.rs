@@ -436,3 +436,52 @@ async fn the_rendezvous_socket_follows_the_unix_rules() {
     let t = ShmTransport::bind(&path, &UnixAccess::default()).unwrap();
     drop(t);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_spinning_for_a_reply_sees_it_arrive() {
+    let ((cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_millis(200));
+    let spin = cr.spin_until_readable();
+    // Nothing comes: the spin gives up at its budget.
+    let start = std::time::Instant::now();
+    assert!(!spin.spin(), "the spin saw bytes nobody wrote");
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+    // Bytes written during the spin end it. (A fresh spin: the failed one lost its credit.)
+    let spin = cr.spin_until_readable();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sw.write_all(b"reply").await.unwrap();
+        sw
+    });
+    let spun = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let seen = spin.spin();
+        (seen, start.elapsed(), spin)
+    });
+    let (seen, took, spin) = spun.await.unwrap();
+    let mut sw = writer.await.unwrap();
+    assert!(seen, "the spin missed the bytes (gave up after {took:?})");
+    assert!(took < Duration::from_millis(150), "{took:?}");
+    // Bytes already there need no spin; the end of the stream counts as something to read.
+    assert!(spin.spin());
+    drop(cr);
+    sw.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_spin_over_a_closed_ring_ends_at_once() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ((cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_secs(5));
+        sw.shutdown().await.unwrap();
+        let start = std::time::Instant::now();
+        assert!(cr.spin_until_readable().spin());
+        assert!(start.elapsed() < Duration::from_secs(1));
+    });
+}
