@@ -147,6 +147,9 @@ pub(crate) struct BenchRawServerArgs {
     /// The transport to serve on.
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
     pub(crate) transport: TransportKind,
+    /// Over shared memory: how long to spin before sleeping, in microseconds.
+    #[arg(long, value_name = "US")]
+    pub(crate) raw_spin_us: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +170,9 @@ pub(crate) struct BenchClientArgs {
     /// Over pipes: the CPU to pin the servers the client starts to.
     #[arg(long, value_name = "CPU")]
     pub(crate) server_cpu: Option<usize>,
+    /// Over shared memory: how long the raw twin spins before sleeping, in microseconds.
+    #[arg(long, value_name = "US")]
+    pub(crate) raw_spin_us: Option<u64>,
     /// Fewer calls and shorter runs.
     #[arg(long)]
     pub(crate) quick: bool,

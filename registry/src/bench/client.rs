@@ -32,6 +32,9 @@ use crate::tokio_runtime;
 /// Measures everything and reports it.
 pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     let plan = Plan::new(args.quick);
+    if let Some(us) = args.raw_spin_us {
+        super::transport::shm::set_spin(std::time::Duration::from_micros(us));
+    }
     let tokio = tokio_runtime::build().context("cannot start the tokio runtime")?;
     if args.transport == TransportKind::Grpc {
         return grpc_figures(&tokio, &args, &plan);

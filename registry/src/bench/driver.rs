@@ -83,6 +83,7 @@ fn measure(
         }
         return run_client(client);
     }
+    let raw_spin_us = placement.raw_spin().as_micros().to_string();
     let server_command = |role: &str| {
         let mut c = pinning.command(exe, placement.server_cpu);
         c.args([role, "--transport", transport]);
@@ -98,8 +99,11 @@ fn measure(
     // would lapse and the server would drop the bench object.
     let (server, server_endpoint) =
         ServerProcess::start("bench server", bench_server(oxrmi::DEFAULT_LEASE))?;
-    let (raw_server, raw_endpoint) =
-        ServerProcess::start("raw echo server", server_command("bench-raw-server"))?;
+    let (raw_server, raw_endpoint) = ServerProcess::start("raw echo server", {
+        let mut c = server_command("bench-raw-server");
+        c.arg("--raw-spin-us").arg(&raw_spin_us);
+        c
+    })?;
     // A fresh server for the lifetime figures: nothing else holds its objects (so the renewals
     // it counts are the measured holder's) nor has freed memory in it (so its resident set
     // grows with what it hands out), and its lease is short.
@@ -114,6 +118,7 @@ fn measure(
     client.args(["bench-client", "--transport", transport]);
     client.arg("--server").arg(server_endpoint.to_string());
     client.arg("--raw").arg(raw_endpoint.to_string());
+    client.arg("--raw-spin-us").arg(&raw_spin_us);
     if let Some((_, lifetimes_endpoint)) = &lifetimes_server {
         client
             .arg("--lifetimes")
@@ -162,8 +167,9 @@ fn header(
     h += "\n";
     h += "tokio: current_thread in a process pinned to one CPU, one worker per CPU otherwise\n";
     h += "raw baseline: same transport, same run, blocking reads and writes (shm: futex \
-          wake-ups after a short spin) against a byte echo: null call = 8-byte ping-pong, echo = \
-          ping-pong of the same size, in flight = 8-byte messages kept 64 deep; ratio = ours / raw\n";
+          wake-ups after a 30 µs spin, or none when both sides share one CPU) against a byte \
+          echo: null call = 8-byte ping-pong, echo = ping-pong of the same size, in flight = \
+          8-byte messages kept 64 deep; ratio = ours / raw\n";
     if args.transport.kinds().contains(&TransportKind::Grpc) {
         h += "grpc: ours = a unary call through the gRPC bridge (tonic client, HTTP/2 over \
               loopback); baseline = the same call, messages and client against a hand-written \

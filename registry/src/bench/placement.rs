@@ -47,6 +47,16 @@ impl Placement {
         }
     }
 
+    /// How long the raw shared-memory twin spins before it sleeps: as the runtime by default,
+    /// unless both sides share one CPU, where spinning only delays the peer. (The runtime
+    /// learns that by trying; the twin is told, so it is the best it can be in each placement.)
+    pub(crate) fn raw_spin(&self) -> std::time::Duration {
+        match (self.server_cpu, self.client_cpu) {
+            (Some(s), Some(c)) if s == c => std::time::Duration::ZERO,
+            _ => super::transport::shm::RUNTIME_SPIN,
+        }
+    }
+
     /// The placement as a table cell: `same 1/1` (server CPU / client CPU).
     pub(crate) fn cell(&self) -> String {
         match (self.server_cpu, self.client_cpu) {

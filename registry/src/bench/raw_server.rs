@@ -23,6 +23,9 @@ pub(crate) fn run(args: BenchRawServerArgs) -> anyhow::Result<()> {
         // Started by the client: echo our stdin to our stdout until it ends.
         return super::transport::pipe::echo_stdio().context("echo over the pipes");
     }
+    if let Some(us) = args.raw_spin_us {
+        super::transport::shm::set_spin(std::time::Duration::from_micros(us));
+    }
     let listener = args
         .transport
         .raw_bind()

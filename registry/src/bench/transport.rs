@@ -12,7 +12,7 @@ use oxrmi::Endpoint;
 
 mod fifo;
 pub(crate) mod pipe;
-mod shm;
+pub(crate) mod shm;
 mod tcp;
 mod unix;
 

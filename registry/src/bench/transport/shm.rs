@@ -37,14 +37,35 @@ const DATA_WAITER: usize = 132;
 /// The same for a producer waiting for space.
 const SPACE_SEQ: usize = 192;
 const SPACE_WAITER: usize = 196;
-/// Spin before sleeping, as the runtime's default: 30 µs when this process may run on more than
-/// one CPU, none when pinned to one (spinning there only delays the peer we wait for).
+/// Spin before sleeping: as set by [`set_spin`] (the bench sets it from the placement: the
+/// runtime's default budget where the two sides may run on separate CPUs, none where they share
+/// one, as spinning there only delays the peer we wait for); unset, 30 µs when this process may
+/// run on more than one CPU, none otherwise.
 fn spin() -> Duration {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-        Duration::from_micros(30)
-    } else {
-        Duration::ZERO
+    match SPIN_US.load(Ordering::Relaxed) {
+        UNSET => {
+            if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+                RUNTIME_SPIN
+            } else {
+                Duration::ZERO
+            }
+        }
+        us => Duration::from_micros(us),
     }
+}
+
+/// The runtime's default spin budget on a machine with more than one CPU.
+pub(crate) const RUNTIME_SPIN: Duration = Duration::from_micros(30);
+/// The spin [`set_spin`] set, in microseconds, or [`UNSET`].
+static SPIN_US: AtomicU64 = AtomicU64::new(UNSET);
+const UNSET: u64 = u64::MAX;
+
+/// Fixes how long raw links of this process spin before they sleep.
+pub(crate) fn set_spin(spin: Duration) {
+    let us = u64::try_from(spin.as_micros())
+        .unwrap_or(UNSET - 1)
+        .min(UNSET - 1);
+    SPIN_US.store(us, Ordering::Relaxed);
 }
 /// A sleeper wakes this often to see whether the peer's socket closed.
 const CHECK_PEER: Duration = Duration::from_millis(100);
