@@ -91,8 +91,7 @@ pub(crate) struct ConnInner {
     /// That runtime runs every task on one thread: a handler is polled once where the call is
     /// read before it gets a task of its own (`start_tracked`).
     single_thread: bool,
-    /// On a current-thread runtime over shared memory: the spin a lone call runs for its reply
-    /// before its caller sleeps (see [`SpinUntilReadable`](crate::transport::SpinUntilReadable)).
+    /// Over shared memory: the spin a lone call runs for its reply before its caller sleeps (see [`SpinUntilReadable`](crate::transport::SpinUntilReadable)).
     spin_until_readable: Option<Box<dyn crate::transport::SpinUntilReadable>>,
     /// The reader holds bytes of further frames beyond the call it is handing out: a reply
     /// written now would be followed by others at once, so it waits for a batch.
@@ -643,7 +642,7 @@ pub(crate) async fn establish(
             gone: tokio::sync::watch::Sender::new(false),
             handle: rt.handle.clone(),
             single_thread,
-            spin_until_readable: spin_until_readable.filter(|_| single_thread),
+            spin_until_readable,
             more_incoming: AtomicBool::new(false),
             max_frame: max,
             calls_sent: AtomicU64::new(0),

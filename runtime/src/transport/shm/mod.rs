@@ -28,8 +28,8 @@
 //! [`stream`].
 //!
 //! A half is polled only when it is woken, so its own spin does not cover a caller waiting for
-//! a reply: the reader went to sleep before the call was even sent. On a current-thread runtime
-//! the caller of a lone call therefore spins on the ring itself after sending
+//! a reply: the reader went to sleep before the call was even sent. The caller of a lone call
+//! (the only one in flight on its connection) therefore spins on the ring itself after sending
 //! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
 //! the same budget; a reply seen there wakes the reader at once, without this thread sleeping.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
