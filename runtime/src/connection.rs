@@ -91,7 +91,8 @@ pub(crate) struct ConnInner {
     /// That runtime runs every task on one thread: a handler is polled once where the call is
     /// read before it gets a task of its own (`start_tracked`).
     single_thread: bool,
-    /// Over shared memory: the spin a lone call runs for its reply before its caller sleeps (see [`SpinUntilReadable`](crate::transport::SpinUntilReadable)).
+    /// Over shared memory: the spin a lone call runs for its reply before its caller sleeps
+    /// (see [`SpinUntilReadable`](crate::transport::SpinUntilReadable)).
     spin_until_readable: Option<Box<dyn crate::transport::SpinUntilReadable>>,
     /// The reader holds bytes of further frames beyond the call it is handing out: a reply
     /// written now would be followed by others at once, so it waits for a batch.
@@ -611,7 +612,6 @@ pub(crate) async fn establish(
         return Err(e);
     }
 
-    let single_thread = rt.handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     let conn = Connection {
         inner: Arc::new(ConnInner {
             peer: theirs.runtime,
@@ -641,7 +641,8 @@ pub(crate) async fn establish(
             closed: AtomicBool::new(false),
             gone: tokio::sync::watch::Sender::new(false),
             handle: rt.handle.clone(),
-            single_thread,
+            single_thread: rt.handle.runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread,
             spin_until_readable,
             more_incoming: AtomicBool::new(false),
             max_frame: max,

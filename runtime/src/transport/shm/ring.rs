@@ -182,7 +182,6 @@ pub(super) struct Consumer {
 /// shared positions alone: for spinning on, without the reading end. The peer controls `head`,
 /// so the answer is a hint (a wrong one ends a spin early or late, nothing more); the reading
 /// end checks everything when it reads.
-#[derive(Clone)]
 pub(super) struct Arrivals {
     ring: RingRef,
 }
