@@ -162,6 +162,15 @@ mod tests {
     /// The spares are process-wide: tests that count or fill them take turns.
     static TURN: Mutex<()> = Mutex::new(());
 
+    /// Builds a frame of `len` bytes and recycles it, as a written frame is; where its memory is.
+    fn kept_frame(len: usize) -> *const u8 {
+        let mut frame = take(len);
+        frame.resize(len, 1);
+        let ptr = frame.as_ptr();
+        recycle(frame);
+        ptr
+    }
+
     #[test]
     fn large_buffers_come_back_and_small_ones_do_not() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
@@ -208,10 +217,7 @@ mod tests {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         // A size no other test uses, so the spare found is ours.
         let len = 3 * (1 << 20) + 5;
-        let mut first = take(len);
-        first.resize(len, 1);
-        let ptr = first.as_ptr();
-        recycle(first);
+        let ptr = kept_frame(len);
         // The next call's frame: a call id one byte longer.
         let next = take(len + 1);
         assert_eq!(next.as_ptr(), ptr, "a frame one byte longer found no spare");
@@ -236,10 +242,7 @@ mod tests {
             recycle(vec![0; LARGE]);
         }
         let larger = 5 * (1 << 20) + 7;
-        let mut big = take(larger);
-        big.resize(larger, 1);
-        let ptr = big.as_ptr();
-        recycle(big);
+        let ptr = kept_frame(larger);
         let again = take(larger);
         assert_eq!(
             again.as_ptr(),
@@ -255,10 +258,7 @@ mod tests {
     fn a_body_growing_large_moves_into_a_spare_buffer() {
         let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         let len = 7 * (1 << 20) + 3;
-        let mut spare = take(len);
-        spare.resize(len, 1);
-        let ptr = spare.as_ptr();
-        recycle(spare);
+        let ptr = kept_frame(len);
         let mut body = vec![9u8; 4];
         {
             let mut appender = Appender(&mut body);
