@@ -31,7 +31,10 @@
 //! a reply: the reader went to sleep before the call was even sent. The caller of a lone call
 //! (the only one in flight on its connection) therefore spins on the ring itself after sending
 //! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
-//! the same budget; a reply seen there wakes the reader at once, without this thread sleeping.
+//! the same budget. While it spins it holds the sleeping reader's wake-up (the waker the reader
+//! left, its flag withdrawn from the ring), so the peer writes no eventfd and the reader is
+//! woken by the caller's thread when the spin ends: a reply seen during the spin costs neither
+//! process a system call.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
 //! it soon stops, and probes only on one wait in 64.
 //!

@@ -192,6 +192,12 @@ impl Arrivals {
         self.ring.word(HEAD).load(Ordering::Acquire) != self.ring.word(TAIL).load(Ordering::Relaxed)
             || self.ring.word(CLOSED).load(Ordering::Acquire) != 0
     }
+
+    /// Withdraws the reading end's announcement that it sleeps: the producer will not wake it,
+    /// so whoever calls this must.
+    pub(super) fn withdraw_data_waiter(&self) {
+        self.ring.flag(DATA_WAITER).store(0, Ordering::SeqCst);
+    }
 }
 
 /// Both ends of ring `ring` over `map` (only one is used per process; tests use both).

@@ -6,12 +6,19 @@
 //! and the rendezvous socket. The other side, after publishing a position, fences and, if the
 //! flag is set, clears it and writes the eventfd. Either the sleeper's re-check sees the new
 //! position or the publisher sees the flag: no wake-up is lost.
+//!
+//! A caller spinning for its reply (see [`SpinUntilReadable`]) takes over a sleeping reader's
+//! wake-up: it takes the waker the reader left in [`ReaderSleep`] and withdraws the reader's
+//! flag, so the peer writes no eventfd, and wakes the reader itself when the spin ends (bytes
+//! seen or not). The reader stores its waker and raises its flag under the same lock the caller
+//! takes both under, so either the caller holds the waker of a reader whose flag it cleared, or
+//! the flag stays raised: a reader never sleeps with nobody to wake it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -59,6 +66,7 @@ pub(super) fn split(
         sock: watch(sock.try_clone()?)?,
         peer_gone: false,
         spinner: Spinner::new(spin),
+        sleep: Arc::default(),
     };
     let writer = ShmWriter {
         ring: producer,
@@ -84,6 +92,21 @@ pub(crate) struct ShmReader {
     /// The socket reported the peer's end: drain the ring, then end of stream.
     peer_gone: bool,
     spinner: Spinner,
+    /// Where this half leaves its waker when it sleeps.
+    sleep: Arc<ReaderSleep>,
+}
+
+/// A sleeping reader's waker, for a spinning caller to take over its wake-up.
+#[derive(Default)]
+struct ReaderSleep {
+    waker: Mutex<Option<Waker>>,
+}
+
+impl ReaderSleep {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // The slot holds a waker and nothing else: a panic elsewhere cannot leave it invalid.
+        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The write half: produces into our ring.
@@ -108,14 +131,26 @@ impl ShmReader {
         Box::new(ArrivalSpin {
             arrivals: self.ring.arrivals(),
             spinner: Mutex::new(Spinner::new(self.spinner.budget)),
+            reader: self.sleep.clone(),
         })
+    }
+
+    /// Leaves the waker of the task polling this half and announces that it sleeps; the caller
+    /// checks the ring again afterwards.
+    fn announce_sleep(&mut self, waker: &Waker) {
+        let mut slot = self.sleep.slot();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        self.ring.announce_data_waiter();
     }
 }
 
-/// Spins on a ring's arrivals.
+/// Spins on a ring's arrivals, waking the ring's reader itself when it took over its wake-up.
 struct ArrivalSpin {
     arrivals: Arrivals,
     spinner: Mutex<Spinner>,
+    reader: Arc<ReaderSleep>,
 }
 
 impl SpinUntilReadable for ArrivalSpin {
@@ -127,7 +162,25 @@ impl SpinUntilReadable for ArrivalSpin {
         let Ok(mut spinner) = self.spinner.try_lock() else {
             return false;
         };
-        spinner.spin_until(|| self.arrivals.any())
+        if !spinner.should_spin() {
+            return false;
+        }
+        // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
+        // the peer need not wake it through the eventfd, this thread will.
+        let sleeper = {
+            let mut slot = self.reader.slot();
+            let waker = slot.take();
+            if waker.is_some() {
+                self.arrivals.withdraw_data_waiter();
+            }
+            waker
+        };
+        let seen = spinner.run(|| self.arrivals.any());
+        // Seen or not, the reader polls again: it reads the bytes, or announces its sleep anew.
+        if let Some(waker) = sleeper {
+            waker.wake();
+        }
+        seen
     }
 }
 
@@ -165,13 +218,20 @@ impl Spinner {
     /// Spins up to the budget until `ready()`, if spinning has paid lately; whether it became
     /// ready.
     fn spin_until(&mut self, ready: impl FnMut() -> bool) -> bool {
+        self.should_spin() && self.run(ready)
+    }
+
+    /// Counts a wait; whether it should spin (spinning has paid lately, or it is a probe).
+    fn should_spin(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
         }
         self.waits = self.waits.wrapping_add(1);
-        if self.credit == 0 && !self.waits.is_multiple_of(PROBE_EVERY) {
-            return false;
-        }
+        self.credit > 0 || self.waits.is_multiple_of(PROBE_EVERY)
+    }
+
+    /// Spins up to the budget until `ready()` and books the outcome; whether it became ready.
+    fn run(&mut self, ready: impl FnMut() -> bool) -> bool {
         let ok = spin_until(self.budget, ready);
         self.credit = if ok {
             (self.credit + 1).min(MAX_CREDIT)
@@ -275,7 +335,7 @@ impl AsyncRead for ShmReader {
                     continue;
                 }
             }
-            this.ring.announce_data_waiter();
+            this.announce_sleep(cx.waker());
             if this.ring.available()? > 0 || this.ring.producer_closed() {
                 continue;
             }

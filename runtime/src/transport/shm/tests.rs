@@ -485,3 +485,68 @@ fn a_spin_over_a_closed_ring_ends_at_once() {
         assert!(start.elapsed() < Duration::from_secs(1));
     });
 }
+
+/// Whether the client's reader has announced that it sleeps (the flag its peer checks before
+/// writing its eventfd).
+fn client_reader_announced(map: &super::segment::Mapping) -> bool {
+    use super::ring::{CONTROL_AT, DATA_WAITER};
+    // The client reads ring 1.
+    map.u32_at(CONTROL_AT[1] + DATA_WAITER)
+        .load(std::sync::atomic::Ordering::SeqCst)
+        != 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
+    let ((mut cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_millis(300));
+    let map = cr.map_for_tests();
+    let spin = cr.spin_until_readable();
+    // The reader spins once (nothing comes), then sleeps.
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 5];
+        while cr.read_exact(&mut buf).await.is_ok() {
+            if got_tx.send(buf).is_err() {
+                break;
+            }
+        }
+    });
+    let announced = async {
+        while !client_reader_announced(&map) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), announced)
+        .await
+        .expect("the reader never went to sleep");
+
+    // While the caller spins, the reader's flag is withdrawn: the peer writes no eventfd, and
+    // the caller wakes the reader when it sees the bytes.
+    let spun = tokio::task::spawn_blocking(move || (spin.spin(), spin));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !client_reader_announced(&map),
+        "the spinning caller left the reader's wake-up to the peer"
+    );
+    sw.write_all(b"first").await.unwrap();
+    let (seen, spin) = spun.await.unwrap();
+    assert!(seen, "the spin missed the bytes");
+    let first = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
+    assert_eq!(first.unwrap().as_ref(), Some(b"first"));
+
+    // A spin that sees nothing still wakes the reader, which announces its sleep anew, so bytes
+    // written after the spin reach it through the eventfd.
+    let spun = tokio::task::spawn_blocking(move || spin.spin());
+    assert!(!spun.await.unwrap(), "the spin saw bytes nobody wrote");
+    let reannounced = async {
+        while !client_reader_announced(&map) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reannounced)
+        .await
+        .expect("the reader did not go back to sleep after a failed spin");
+    sw.write_all(b"later").await.unwrap();
+    let later = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
+    assert_eq!(later.unwrap().as_ref(), Some(b"later"));
+}
