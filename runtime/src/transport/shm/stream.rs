@@ -17,6 +17,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
@@ -100,6 +101,10 @@ pub(crate) struct ShmReader {
 #[derive(Default)]
 struct ReaderSleep {
     waker: Mutex<Option<Waker>>,
+    /// A caller's spin saw bytes since the reader last asked: callers cover the waiting, so the
+    /// reader skips its next probe. (On a runtime with one thread a reader's spin holds up the
+    /// caller it waits for; each probe would be a 30 µs stall of one call in 64.)
+    caller_paid: AtomicBool,
 }
 
 impl ReaderSleep {
@@ -162,7 +167,7 @@ impl SpinUntilReadable for ArrivalSpin {
         let Ok(mut spinner) = self.spinner.try_lock() else {
             return false;
         };
-        if !spinner.should_spin() {
+        if !spinner.should_spin(|| true) {
             return false;
         }
         // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
@@ -176,6 +181,9 @@ impl SpinUntilReadable for ArrivalSpin {
             waker
         };
         let seen = spinner.run(|| self.arrivals.any());
+        if seen {
+            self.reader.caller_paid.store(true, Ordering::Relaxed);
+        }
         // Seen or not, the reader polls again: it reads the bytes, or announces its sleep anew.
         if let Some(waker) = sleeper {
             waker.wake();
@@ -218,16 +226,17 @@ impl Spinner {
     /// Spins up to the budget until `ready()`, if spinning has paid lately; whether it became
     /// ready.
     fn spin_until(&mut self, ready: impl FnMut() -> bool) -> bool {
-        self.should_spin() && self.run(ready)
+        self.should_spin(|| true) && self.run(ready)
     }
 
-    /// Counts a wait; whether it should spin (spinning has paid lately, or it is a probe).
-    fn should_spin(&mut self) -> bool {
+    /// Counts a wait; whether it should spin: spinning has paid lately, or the wait is a probe
+    /// and `probe()` allows it.
+    fn should_spin(&mut self, probe: impl FnOnce() -> bool) -> bool {
         if self.budget.is_zero() {
             return false;
         }
         self.waits = self.waits.wrapping_add(1);
-        self.credit > 0 || self.waits.is_multiple_of(PROBE_EVERY)
+        self.credit > 0 || (self.waits.is_multiple_of(PROBE_EVERY) && probe())
     }
 
     /// Spins up to the budget until `ready()` and books the outcome; whether it became ready.
@@ -267,7 +276,15 @@ fn poll_event(fd: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()
         let mut guard = ready!(fd.poll_read_ready(cx))?;
         let mut count = [0u8; 8];
         match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
-            Ok(_) => return Poll::Ready(Ok(())),
+            Ok(read) => {
+                if read.is_ok() {
+                    // The read reset the counter: it is not readable until the next write,
+                    // which brings a new readiness event. Without this the next poll would
+                    // find it "ready" and spend a `read` learning otherwise.
+                    guard.clear_ready();
+                }
+                return Poll::Ready(Ok(()));
+            }
             // Spurious readiness, now cleared: poll again to register for the next one.
             Err(_would_block) => continue,
         }
@@ -327,10 +344,14 @@ impl AsyncRead for ShmReader {
             }
             if !spun {
                 spun = true;
+                let caller_paid = &this.sleep.caller_paid;
                 let ring = &mut this.ring;
                 if this
                     .spinner
-                    .spin_until(|| ring.available() != Ok(0) || ring.producer_closed())
+                    .should_spin(|| !caller_paid.swap(false, Ordering::Relaxed))
+                    && this
+                        .spinner
+                        .run(|| ring.available() != Ok(0) || ring.producer_closed())
                 {
                     continue;
                 }
@@ -496,5 +517,35 @@ impl ShmWriter {
     /// The ring, to corrupt it as the peer.
     pub(super) fn ring_for_tests(&self) -> &Producer {
         &self.ring
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many of `waits` waits a spinner without credit spins on (each spin failing).
+    fn probes(spinner: &mut Spinner, waits: u32, allow: bool) -> u32 {
+        let mut spun = 0;
+        for _ in 0..waits {
+            if spinner.should_spin(|| allow) {
+                assert!(!spinner.run(|| false));
+                spun += 1;
+            }
+        }
+        spun
+    }
+
+    #[test]
+    fn a_spinner_without_credit_probes_one_wait_in_64_unless_told_not_to() {
+        let mut spinner = Spinner::new(Duration::from_micros(1));
+        // The first wait spins on the credit a spinner starts with, and loses it.
+        assert!(!spinner.spin_until(|| false));
+        assert_eq!(probes(&mut spinner, PROBE_EVERY * 4, true), 4);
+        assert_eq!(probes(&mut spinner, PROBE_EVERY * 4, false), 0);
+        // A spin that pays earns credit back: the next waits spin without asking.
+        assert_eq!(probes(&mut spinner, PROBE_EVERY, true), 1);
+        assert!(spinner.run(|| true));
+        assert!(spinner.should_spin(|| false));
     }
 }
