@@ -31,10 +31,12 @@
 //! a reply: the reader went to sleep before the call was even sent. The caller of a lone call
 //! (the only one in flight on its connection) therefore spins on the ring itself after sending
 //! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
-//! the same budget. While it spins it holds the sleeping reader's wake-up (the waker the reader
+//! the same budget. On a current-thread runtime, where the reader can run only once the caller
+//! yields, the caller holds the sleeping reader's wake-up while it spins (the waker the reader
 //! left, its flag withdrawn from the ring), so the peer writes no eventfd and the reader is
 //! woken by the caller's thread when the spin ends: a reply seen during the spin costs neither
-//! process a system call.
+//! process a system call. On a multi-thread runtime the peer's eventfd wakes another worker,
+//! which reads the reply while the caller spins.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
 //! it soon stops, and probes only on one wait in 64.
 //!

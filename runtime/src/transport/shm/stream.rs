@@ -171,14 +171,19 @@ impl SpinUntilReadable for ArrivalSpin {
             return false;
         }
         // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
-        // the peer need not wake it through the eventfd, this thread will.
-        let sleeper = {
+        // the peer need not wake it through the eventfd, this thread will. Only where the
+        // reader waits for this thread anyway: on a multi-thread runtime another worker, woken
+        // by the peer, reads the reply while this caller spins, and waking the reader from here
+        // would cost a wake-up of a parked worker per call instead.
+        let sleeper = if on_current_thread_runtime() {
             let mut slot = self.reader.slot();
             let waker = slot.take();
             if waker.is_some() {
                 self.arrivals.withdraw_data_waiter();
             }
             waker
+        } else {
+            None
         };
         let seen = spinner.run(|| self.arrivals.any());
         if seen {
@@ -190,6 +195,13 @@ impl SpinUntilReadable for ArrivalSpin {
         }
         seen
     }
+}
+
+/// Whether this thread runs a current-thread tokio runtime, whose tasks (a connection's reader
+/// among them) run only when the task running now yields.
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 /// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.

@@ -496,12 +496,36 @@ fn client_reader_announced(map: &super::segment::Mapping) -> bool {
         != 0
 }
 
+/// Runs `spin` on a thread of its own inside a current-thread runtime, as a caller on such a
+/// runtime would; whether it saw bytes.
+fn spin_on_current_thread_runtime(
+    spin: Box<dyn crate::transport::SpinUntilReadable>,
+) -> tokio::task::JoinHandle<(bool, Box<dyn crate::transport::SpinUntilReadable>)> {
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = rt.block_on(async { spin.spin() });
+        (seen, spin)
+    })
+}
+
+async fn until_announced(map: &super::segment::Mapping, what: &str) {
+    let announced = async {
+        while !client_reader_announced(map) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), announced)
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     let ((mut cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_millis(300));
     let map = cr.map_for_tests();
     let spin = cr.spin_until_readable();
-    // The reader spins once (nothing comes), then sleeps.
     let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = [0u8; 5];
@@ -511,41 +535,46 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
             }
         }
     });
-    let announced = async {
-        while !client_reader_announced(&map) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), announced)
-        .await
-        .expect("the reader never went to sleep");
+    // The reader spins once (nothing comes), then sleeps.
+    until_announced(&map, "the reader never went to sleep").await;
 
-    // While the caller spins, the reader's flag is withdrawn: the peer writes no eventfd, and
-    // the caller wakes the reader when it sees the bytes.
+    // A caller on a multi-thread runtime leaves the reader's wake-up to the peer: another worker
+    // reads the reply while the caller spins.
     let spun = tokio::task::spawn_blocking(move || (spin.spin(), spin));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        !client_reader_announced(&map),
-        "the spinning caller left the reader's wake-up to the peer"
-    );
+    assert!(client_reader_announced(&map), "the flag was withdrawn");
     sw.write_all(b"first").await.unwrap();
     let (seen, spin) = spun.await.unwrap();
     assert!(seen, "the spin missed the bytes");
     let first = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
     assert_eq!(first.unwrap().as_ref(), Some(b"first"));
+    until_announced(&map, "the reader did not go back to sleep").await;
+
+    // A caller on a current-thread runtime, whose reader could only run once it yields, takes
+    // the wake-up over: the peer writes no eventfd, and the caller wakes the reader when it
+    // sees the bytes.
+    let spun = spin_on_current_thread_runtime(spin);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !client_reader_announced(&map),
+        "the spinning caller left the reader's wake-up to the peer"
+    );
+    sw.write_all(b"again").await.unwrap();
+    let (seen, spin) = spun.await.unwrap();
+    assert!(seen, "the spin missed the bytes");
+    let again = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
+    assert_eq!(again.unwrap().as_ref(), Some(b"again"));
 
     // A spin that sees nothing still wakes the reader, which announces its sleep anew, so bytes
     // written after the spin reach it through the eventfd.
-    let spun = tokio::task::spawn_blocking(move || spin.spin());
-    assert!(!spun.await.unwrap(), "the spin saw bytes nobody wrote");
-    let reannounced = async {
-        while !client_reader_announced(&map) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), reannounced)
-        .await
-        .expect("the reader did not go back to sleep after a failed spin");
+    until_announced(&map, "the reader did not go back to sleep").await;
+    let (seen, _spin) = spin_on_current_thread_runtime(spin).await.unwrap();
+    assert!(!seen, "the spin saw bytes nobody wrote");
+    until_announced(
+        &map,
+        "the reader did not go back to sleep after a failed spin",
+    )
+    .await;
     sw.write_all(b"later").await.unwrap();
     let later = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
     assert_eq!(later.unwrap().as_ref(), Some(b"later"));
