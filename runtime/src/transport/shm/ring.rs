@@ -178,8 +178,8 @@ pub(super) struct Consumer {
     head_seen: u64,
 }
 
-/// Whether the peer has published bytes the reading end has not taken yet, judged from the
-/// shared positions alone: for spinning on, without the reading end. The peer controls `head`,
+/// Whether the peer has published bytes (since a mark, or not taken yet by the reading end),
+/// judged from the shared positions alone: for spinning on, without the reading end. The peer controls `head`,
 /// so the answer is a hint (a wrong one ends a spin early or late, nothing more); the reading
 /// end checks everything when it reads.
 pub(super) struct Arrivals {
@@ -187,9 +187,17 @@ pub(super) struct Arrivals {
 }
 
 impl Arrivals {
-    /// Whether bytes (or the end of the stream) wait in the ring.
-    pub(super) fn any(&self) -> bool {
-        self.ring.word(HEAD).load(Ordering::Acquire) != self.ring.word(TAIL).load(Ordering::Relaxed)
+    /// The peer's position now, for [`Arrivals::since`].
+    pub(super) fn mark(&self) -> u64 {
+        self.ring.word(HEAD).load(Ordering::Acquire)
+    }
+
+    /// Whether bytes (or the end of the stream) wait in the ring, or the peer published bytes
+    /// since `mark` was taken: the reading end, running elsewhere, may have taken them already.
+    pub(super) fn since(&self, mark: u64) -> bool {
+        let head = self.ring.word(HEAD).load(Ordering::Acquire);
+        head != mark
+            || head != self.ring.word(TAIL).load(Ordering::Relaxed)
             || self.ring.word(CLOSED).load(Ordering::Acquire) != 0
     }
 

@@ -160,7 +160,10 @@ struct ArrivalSpin {
 
 impl SpinUntilReadable for ArrivalSpin {
     fn spin(&self) -> bool {
-        if self.arrivals.any() {
+        // Marked before the first look: bytes published after it end the spin even if a reader
+        // on another thread takes them before this thread looks again.
+        let mark = self.arrivals.mark();
+        if self.arrivals.since(mark) {
             return true;
         }
         // Two callers at once: one spin is enough.
@@ -185,7 +188,7 @@ impl SpinUntilReadable for ArrivalSpin {
         } else {
             None
         };
-        let seen = spinner.run(|| self.arrivals.any());
+        let seen = spinner.run(|| self.arrivals.since(mark));
         if seen {
             self.reader.caller_paid.store(true, Ordering::Relaxed);
         }
