@@ -7,8 +7,9 @@
 //! flag is set, clears it and writes the eventfd. Either the sleeper's re-check sees the new
 //! position or the publisher sees the flag: no wake-up is lost.
 //!
-//! A caller spinning for its reply (see [`SpinUntilReadable`]) takes over a sleeping reader's
-//! wake-up: it takes the waker the reader left in [`ReaderSleep`] and withdraws the reader's
+//! A caller spinning for its reply (see [`SpinUntilReadable`]) on a current-thread runtime,
+//! where the reader runs only once the caller yields, takes over a sleeping reader's wake-up:
+//! it takes the waker the reader left in [`ReaderSleep`] and withdraws the reader's
 //! flag, so the peer writes no eventfd, and wakes the reader itself when the spin ends (bytes
 //! seen or not). The reader stores its waker and raises its flag under the same lock the caller
 //! takes both under, so either the caller holds the waker of a reader whose flag it cleared, or

@@ -498,9 +498,7 @@ fn client_reader_announced(map: &super::segment::Mapping) -> bool {
 
 /// Runs `spin` on a thread of its own inside a current-thread runtime, as a caller on such a
 /// runtime would; whether it saw bytes.
-fn spin_on_current_thread_runtime(
-    spin: Box<dyn crate::transport::SpinUntilReadable>,
-) -> tokio::task::JoinHandle<(bool, Box<dyn crate::transport::SpinUntilReadable>)> {
+fn spin_on_current_thread_runtime(spin: SpinHandle) -> tokio::task::JoinHandle<(bool, SpinHandle)> {
     tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -519,6 +517,39 @@ async fn until_announced(map: &super::segment::Mapping, what: &str) {
     tokio::time::timeout(Duration::from_secs(5), announced)
         .await
         .unwrap_or_else(|_| panic!("{what}"));
+}
+
+type SpinHandle = Box<dyn crate::transport::SpinUntilReadable>;
+
+/// The server's end of a pair and what the client's reader delivered.
+struct Peer<'a> {
+    map: &'a super::segment::Mapping,
+    writer: &'a mut ShmWriter,
+    delivered: &'a mut tokio::sync::mpsc::UnboundedReceiver<[u8; 5]>,
+}
+
+impl Peer<'_> {
+    /// Writes `bytes` while `spun` spins, after checking whether the client's reader still has
+    /// its flag raised (`raised`); the spin must see the bytes and the reader deliver them.
+    async fn write_during(
+        self,
+        spun: tokio::task::JoinHandle<(bool, SpinHandle)>,
+        raised: bool,
+        bytes: &[u8; 5],
+    ) -> SpinHandle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            client_reader_announced(self.map),
+            raised,
+            "whether the reader's flag stays raised while the caller spins"
+        );
+        self.writer.write_all(bytes).await.unwrap();
+        let (seen, spin) = spun.await.unwrap();
+        assert!(seen, "the spin missed the bytes");
+        let got = tokio::time::timeout(Duration::from_secs(5), self.delivered.recv()).await;
+        assert_eq!(got.unwrap().as_ref(), Some(bytes));
+        spin
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,29 +572,24 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     // A caller on a multi-thread runtime leaves the reader's wake-up to the peer: another worker
     // reads the reply while the caller spins.
     let spun = tokio::task::spawn_blocking(move || (spin.spin(), spin));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(client_reader_announced(&map), "the flag was withdrawn");
-    sw.write_all(b"first").await.unwrap();
-    let (seen, spin) = spun.await.unwrap();
-    assert!(seen, "the spin missed the bytes");
-    let first = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
-    assert_eq!(first.unwrap().as_ref(), Some(b"first"));
+    let peer = Peer {
+        map: &map,
+        writer: &mut sw,
+        delivered: &mut got,
+    };
+    let spin = peer.write_during(spun, true, b"first").await;
     until_announced(&map, "the reader did not go back to sleep").await;
 
     // A caller on a current-thread runtime, whose reader could only run once it yields, takes
     // the wake-up over: the peer writes no eventfd, and the caller wakes the reader when it
     // sees the bytes.
     let spun = spin_on_current_thread_runtime(spin);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        !client_reader_announced(&map),
-        "the spinning caller left the reader's wake-up to the peer"
-    );
-    sw.write_all(b"again").await.unwrap();
-    let (seen, spin) = spun.await.unwrap();
-    assert!(seen, "the spin missed the bytes");
-    let again = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
-    assert_eq!(again.unwrap().as_ref(), Some(b"again"));
+    let peer = Peer {
+        map: &map,
+        writer: &mut sw,
+        delivered: &mut got,
+    };
+    let spin = peer.write_during(spun, false, b"again").await;
 
     // A spin that sees nothing still wakes the reader, which announces its sleep anew, so bytes
     // written after the spin reach it through the eventfd.
