@@ -6,21 +6,21 @@
 //! invariant under test. Nothing here re-implements a decoder; the harness only provides the
 //! surroundings (a tokio runtime, an in-memory link, a runtime with an object to call).
 //!
-//! - [`frames`]: the preamble check, then [`read_frame`](crate::connection::read_frame) over the
+//! - `frames`: the preamble check, then `connection::read_frame` over the
 //!   bytes as a stream handed over in small chunks, and `message::decode` of every frame.
-//! - [`message`]: one frame body decoded, and a Call's arguments or a Reply's payload decoded the
+//! - `message`: one frame body decoded, and a Call's arguments or a Reply's payload decoded the
 //!   way the generated dispatch and stub do, references included, in a live runtime.
-//! - [`connection`]: the whole receive path of a fresh runtime, handshake included, fed the bytes
+//! - `connection`: the whole receive path of a fresh runtime, handshake included, fed the bytes
 //!   as its peer's; afterwards the runtime must still serve a well-behaved peer.
-//! - [`shm_ring`]: the shared-memory rings driven by a script of reads, writes and a hostile
+//! - `shm_ring`: the shared-memory rings driven by a script of reads, writes and a hostile
 //!   peer's stores into the segment.
 //! - `grpc_request` (feature `grpc`): a request body through the gRPC bridge's decoding and
 //!   translation to a call, the call, and its reply translated back.
 //!
-//! Two byte patterns in the inputs of [`message`] and [`connection`] are special, so that seeds
+//! Two byte patterns in the inputs of `message` and `connection` are special, so that seeds
 //! (and the fuzzer) can name runtimes whose ids are only known at run time:
-//! [`OWN_ID_PLACEHOLDER`] as a MessagePack `bin16` is replaced by the serving runtime's id, and
-//! [`PEER_ID`] is the runtime id the canned handshake's Hello announces.
+//! `OWN_ID_PLACEHOLDER` as a MessagePack `bin16` is replaced by the serving runtime's id, and
+//! `PEER_ID` is the runtime id the canned handshake's Hello announces.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -488,7 +488,7 @@ pub struct Wide {
     pub children: Vec<Wide>,
 }
 
-/// Decodes `data` as several types through the decode budget ([`crate::budget`]) with the given
+/// Decodes `data` as several types through the decode budget (`crate::budget`) with the given
 /// limits, as the runtime decodes every argument and result; returns how many of them decoded.
 /// For the property test that decoding arbitrary bytes stays within its bounds.
 pub fn bounded_decode(data: &[u8], max_decoded: u64, max_len: u64) -> usize {
@@ -656,7 +656,7 @@ async fn read_one(r: &mut BufReader<BoxRead>) -> Vec<u8> {
 // shm_ring
 
 /// The shared-memory rings: a segment whose layout, header, control words and data come from
-/// `data`, read and written by the real [`Consumer`](crate::transport::shm) and producer while a
+/// `data`, read and written by the real `Consumer` (`transport::shm`) and producer while a
 /// hostile peer stores arbitrary values into the segment. Every corrupt position must give the
 /// ring's `Corrupt` error (`InvalidData`), never a panic or an access out of the mapping; while
 /// the peer has not touched a ring, what is read from it must be exactly what was written.
