@@ -38,7 +38,9 @@
 //! process a system call. On a multi-thread runtime the peer's eventfd wakes another worker,
 //! which reads the reply while the caller spins.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
-//! it soon stops, and probes only on one wait in 64.
+//! it soon stops, and probes only on one wait in 64, and not even then while the peer last
+//! waited on the same CPU (each side notes its CPU in the segment's header: [`ring`]'s
+//! `CpuHint`).
 //!
 //! # End of the link
 //! The rendezvous socket stays open as long as either half lives, and both halves watch it: when

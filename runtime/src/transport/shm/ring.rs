@@ -40,6 +40,8 @@ pub(super) const MAGIC_AT: usize = 0;
 pub(super) const VERSION_AT: usize = 8;
 pub(super) const CAPACITY_AT: [usize; 2] = [16, 24];
 pub(super) const CONTROL_AT: [usize; 2] = [256, 512];
+/// Where the client and the server note the CPU they last waited on (plus one; 0: not known).
+pub(super) const CPU_AT: [usize; 2] = [64, 128];
 // Within a control block; one 64-byte line per writer.
 pub(super) const HEAD: usize = 0;
 pub(super) const CLOSED: usize = 8;
@@ -157,6 +159,33 @@ impl RingRef {
         let start = (from & (self.capacity - 1)) as usize;
         let first = len.min(self.capacity as usize - start);
         [(self.data + start, first), (self.data, len - first)]
+    }
+}
+
+/// Which CPU each side last waited on, so that a side can skip spinning for a peer that shares
+/// its CPU (the peer cannot run while it spins). The peer writes what it likes there: a wrong
+/// value costs one spin or one sleep, nothing more.
+pub(super) struct CpuHint {
+    map: Arc<Mapping>,
+    ours: usize,
+    theirs: usize,
+}
+
+impl CpuHint {
+    /// The hint of side `side` (0 the client, 1 the server).
+    pub(super) fn new(map: Arc<Mapping>, side: usize) -> CpuHint {
+        CpuHint {
+            map,
+            ours: CPU_AT[side],
+            theirs: CPU_AT[1 - side],
+        }
+    }
+
+    /// Notes the CPU this thread runs on; whether the peer last waited on the same one.
+    pub(super) fn shares_cpu(&self) -> bool {
+        let cpu = u32::try_from(rustix::thread::sched_getcpu()).map_or(0, |c| c.saturating_add(1));
+        self.map.u32_at(self.ours).store(cpu, Ordering::Relaxed);
+        cpu != 0 && self.map.u32_at(self.theirs).load(Ordering::Relaxed) == cpu
     }
 }
 

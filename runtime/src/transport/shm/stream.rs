@@ -27,7 +27,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::rendezvous::{Segment, event_index};
-use super::ring::{Arrivals, Consumer, Producer, ends};
+use super::ring::{Arrivals, Consumer, CpuHint, Producer, ends};
 use super::segment::watch;
 use crate::transport::SpinUntilReadable;
 
@@ -59,6 +59,8 @@ pub(super) fn split(
             .take()
             .ok_or_else(|| io::Error::other("eventfd used twice"))
     };
+    // Each side's number in the hint is the ring it writes: 0 the client, 1 the server.
+    let hint = Arc::new(CpuHint::new(segment.map.clone(), out_ring));
     let (producer, _) = ends(segment.map.clone(), &segment.layout, out_ring);
     let (_, consumer) = ends(segment.map, &segment.layout, in_ring);
     let reader = ShmReader {
@@ -67,7 +69,7 @@ pub(super) fn split(
         space_peer: take(event_index(in_ring, true))?,
         sock: watch(sock.try_clone()?)?,
         peer_gone: false,
-        spinner: Spinner::new(spin),
+        spinner: Spinner::new(spin, Some(hint.clone())),
         sleep: Arc::default(),
     };
     let writer = ShmWriter {
@@ -77,7 +79,7 @@ pub(super) fn split(
         sock: watch(sock)?,
         peer_gone: false,
         shut: false,
-        spinner: Spinner::new(spin),
+        spinner: Spinner::new(spin, Some(hint)),
     };
     Ok((reader, writer))
 }
@@ -136,7 +138,7 @@ impl ShmReader {
     pub(super) fn spin_until_readable(&self) -> Box<dyn SpinUntilReadable> {
         Box::new(ArrivalSpin {
             arrivals: self.ring.arrivals(),
-            spinner: Mutex::new(Spinner::new(self.spinner.budget)),
+            spinner: Mutex::new(Spinner::new(self.spinner.budget, self.spinner.hint.clone())),
             reader: self.sleep.clone(),
         })
     }
@@ -218,11 +220,14 @@ pub(super) fn notify(fd: BorrowedFd<'_>) {
 /// the peer is idle. Each successful spin earns credit, each failed one costs more; without
 /// credit a half spins only on every [`PROBE_EVERY`]th wait, to notice when spinning would pay
 /// again. So a ping-pong across two CPUs keeps spinning, and one on a single CPU, or an idle
-/// link, soon sleeps at once.
+/// link, soon sleeps at once. A probe is skipped when the peer last waited on this CPU (the
+/// [`CpuHint`]): it could not answer while we spin, and each such probe would hold up the call
+/// it waits for by the whole budget.
 struct Spinner {
     budget: Duration,
     credit: u8,
     waits: u32,
+    hint: Option<Arc<CpuHint>>,
 }
 
 /// Most credit a run of successful spins earns.
@@ -231,11 +236,12 @@ const MAX_CREDIT: u8 = 8;
 const PROBE_EVERY: u32 = 64;
 
 impl Spinner {
-    fn new(budget: Duration) -> Self {
+    fn new(budget: Duration, hint: Option<Arc<CpuHint>>) -> Self {
         Spinner {
             budget,
             credit: 1,
             waits: 0,
+            hint,
         }
     }
 
@@ -245,14 +251,17 @@ impl Spinner {
         self.should_spin(|| true) && self.run(ready)
     }
 
-    /// Counts a wait; whether it should spin: spinning has paid lately, or the wait is a probe
-    /// and `probe()` allows it.
+    /// Counts a wait; whether it should spin: spinning has paid lately, or the wait is a probe,
+    /// `probe()` allows it and the peer does not share our CPU.
     fn should_spin(&mut self, probe: impl FnOnce() -> bool) -> bool {
         if self.budget.is_zero() {
             return false;
         }
         self.waits = self.waits.wrapping_add(1);
-        self.credit > 0 || (self.waits.is_multiple_of(PROBE_EVERY) && probe())
+        self.credit > 0
+            || (self.waits.is_multiple_of(PROBE_EVERY)
+                && probe()
+                && !self.hint.as_ref().is_some_and(|h| h.shares_cpu()))
     }
 
     /// Spins up to the budget until `ready()` and books the outcome; whether it became ready.
@@ -554,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_spinner_without_credit_probes_one_wait_in_64_unless_told_not_to() {
-        let mut spinner = Spinner::new(Duration::from_micros(1));
+        let mut spinner = Spinner::new(Duration::from_micros(1), None);
         // The first wait spins on the credit a spinner starts with, and loses it.
         assert!(!spinner.spin_until(|| false));
         assert_eq!(probes(&mut spinner, PROBE_EVERY * 4, true), 4);

@@ -605,3 +605,56 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     let later = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
     assert_eq!(later.unwrap().as_ref(), Some(b"later"));
 }
+
+#[test]
+fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
+    use super::ring::CPU_AT;
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    // This thread stays on one CPU, so the CPU it notes is the one it spins on.
+    let cpu = rustix::thread::sched_getcpu();
+    let mut only = rustix::thread::CpuSet::new();
+    only.set(cpu);
+    rustix::thread::sched_setaffinity(None, &only).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let budget = Duration::from_millis(300);
+    let ((cr, _cw), (_sr, _sw)) = rt.block_on(async { pair(SMALL, budget) });
+    let map = cr.map_for_tests();
+    let spin = cr.spin_until_readable();
+    let server_cpu = |v: u32| map.u32_at(CPU_AT[1]).store(v, Ordering::SeqCst);
+    // Time of the next probe: the spinner spends its first credit on a failed spin (wait 1),
+    // then spins on every 64th wait only.
+    let waits = std::cell::Cell::new(1u32);
+    assert!(!spin.spin());
+    let next_probe = || {
+        while !(waits.get() + 1).is_multiple_of(64) {
+            assert!(!spin.spin());
+            waits.set(waits.get() + 1);
+        }
+        let start = Instant::now();
+        assert!(!spin.spin());
+        waits.set(waits.get() + 1);
+        start.elapsed()
+    };
+
+    // The peer last waited on our CPU: the probe would only delay it.
+    server_cpu(u32::try_from(cpu).unwrap() + 1);
+    let shared = next_probe();
+    assert!(
+        shared < budget / 3,
+        "probed for {shared:?} with the peer on our CPU"
+    );
+    assert_eq!(
+        map.u32_at(CPU_AT[0]).load(Ordering::SeqCst),
+        u32::try_from(cpu).unwrap() + 1,
+        "the probe did not note our CPU for the peer"
+    );
+    // The peer waits elsewhere: the probe spins its budget.
+    server_cpu(u32::try_from(cpu).unwrap() + 2);
+    let apart = next_probe();
+    assert!(apart >= budget * 9 / 10, "probed for {apart:?} only");
+}
