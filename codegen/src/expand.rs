@@ -253,7 +253,7 @@ fn stub_method(method: &Method<'_>) -> TokenStream {
     });
     let err = err_ty(method);
     let call = if method.oneway.is_some() {
-        quote!(self.0.call_oneway::<#err>(#name, __args).await)
+        quote!(self.0.call_oneway::<#err>(__args).await)
     } else {
         let ok = ok_ty(method);
         quote!(self.0.call::<#ok, #err>(#name, __args).await)
@@ -263,7 +263,7 @@ fn stub_method(method: &Method<'_>) -> TokenStream {
     // argument is exported into that runtime and counted as held by that peer (its lease).
     quote! {
         #sig {
-            let #mutability __args = match self.0.args(#count).await {
+            let #mutability __args = match self.0.args(#name, #count).await {
                 ::core::result::Result::Ok(__a) => __a,
                 ::core::result::Result::Err(__e) => {
                     return ::core::result::Result::Err(::core::convert::From::from(__e));

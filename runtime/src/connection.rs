@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
 use crate::id::{CallId, IdMap, ObjId, RuntimeId};
 use crate::message::Status;
-use crate::message::{self, CallHeader, Hello, Message, flags};
+use crate::message::{self, CallFrame, CallHeader, Hello, Message, flags};
 use crate::outbox::{Closed, Outbox, Sent, Tried};
 use crate::runtime::RuntimeInner;
 use crate::transport::{BoxRead, Link};
@@ -256,32 +256,36 @@ impl Connection {
         }
     }
 
-    /// Sends a call and waits for its reply (or, for a one-way call, until it is sent or acked).
-    /// Dropping the returned future before the reply tells the peer to stop the handler.
-    pub(crate) async fn call(
-        &self,
-        object: ObjId,
-        method: &str,
-        args: &[u8],
-        deadline: Instant,
-        call_flags: u8,
-    ) -> Result<Received, RemoteError> {
-        let id = self.inner.next_call.fetch_add(1, Ordering::Relaxed);
-        let oneway = call_flags & flags::ONEWAY != 0;
-        let wants_answer = !oneway || call_flags & flags::ACK != 0;
+    /// Starts the frame of a new call on this connection (a fresh call id; the time left until
+    /// `deadline`, which the peer gives the handler); the caller encodes the arguments into it
+    /// and hands it to [`Connection::call`].
+    pub(crate) fn start_call(&self, object: ObjId, method: &str, deadline: Instant) -> CallFrame {
         let header = CallHeader {
-            call: CallId(id),
+            call: CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed)),
             object,
             method,
             timeout_us: deadline
                 .saturating_duration_since(Instant::now())
                 .as_micros()
                 .min(u64::MAX as u128) as u64,
-            flags: call_flags,
+            flags: 0,
         };
-        let mut f = message::call(&header, args.len());
-        f.body().extend_from_slice(args);
-        let frame = f.finish(self.inner.max_frame)?;
+        message::call(&header, 0)
+    }
+
+    /// Sends a call started by [`Connection::start_call`] and waits for its reply (or, for a
+    /// one-way call, until it is sent or acked). Dropping the returned future before the reply
+    /// tells the peer to stop the handler.
+    pub(crate) async fn call(
+        &self,
+        mut frame: CallFrame,
+        call_flags: u8,
+    ) -> Result<Received, RemoteError> {
+        let id = frame.id().0;
+        let oneway = call_flags & flags::ONEWAY != 0;
+        let wants_answer = !oneway || call_flags & flags::ACK != 0;
+        frame.set_flags(call_flags);
+        let frame = frame.finish(self.inner.max_frame)?;
 
         let mut guard = PendingGuard {
             conn: self,

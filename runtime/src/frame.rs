@@ -118,6 +118,16 @@ impl FrameBuf {
         crate::buffers::Appender(&mut self.buf)
     }
 
+    /// The frame so far, length prefix (not yet filled in) and kind included.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The frame so far, to rewrite bytes already appended.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
     /// The complete frame, or an error if it exceeds `max`.
     pub(crate) fn finish(mut self, max: usize) -> Result<Vec<u8>, RemoteError> {
         let len = self.buf.len() - LENGTH_LEN;

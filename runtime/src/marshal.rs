@@ -14,7 +14,7 @@ use crate::budget::{ArgLimit, Budget, Counted};
 use crate::buffers::Appender;
 use crate::connection::Connection;
 use crate::id::CallId;
-use crate::message::{self, Status};
+use crate::message::{self, CallFrame, Status};
 use crate::runtime::RuntimeInner;
 use crate::{BoxFuture, RemoteError};
 
@@ -89,17 +89,28 @@ impl MarshalCtx {
     }
 }
 
-/// Encodes a method's arguments, one by one so an error can name the argument.
+/// Encodes a method's arguments, one by one so an error can name the argument: straight into
+/// the call's frame when the call goes over a connection.
 #[doc(hidden)]
 pub struct ArgsEncoder {
-    buf: Vec<u8>,
+    out: Args,
     ctx: MarshalCtx,
     deadline: tokio::time::Instant,
     /// The call's deadline as the caller set it, for its `Timeout` error.
     millis: u64,
 }
 
+/// Where an [`ArgsEncoder`] writes.
+enum Args {
+    /// The frame of a call over a connection.
+    Call(CallFrame),
+    /// The arguments alone, for a call that needs no connection.
+    Bare(Vec<u8>),
+}
+
 impl ArgsEncoder {
+    /// An encoder of `n` arguments for a call that needs no connection.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn new(
         ctx: MarshalCtx,
         n: usize,
@@ -110,28 +121,49 @@ impl ArgsEncoder {
         // A Vec never fails to grow here short of allocation failure, which aborts anyway.
         let _ = rmp::encode::write_array_len(&mut buf, n as u32);
         ArgsEncoder {
-            buf,
+            out: Args::Bare(buf),
             ctx,
             deadline,
             millis,
         }
     }
 
-    /// The encoded arguments, the connection they go over, the deadline and its length.
+    /// An encoder of `n` arguments into `frame`, a call's frame over `ctx`'s connection.
+    pub(crate) fn call(
+        ctx: MarshalCtx,
+        mut frame: CallFrame,
+        n: usize,
+        deadline: tokio::time::Instant,
+        millis: u64,
+    ) -> Self {
+        // Writing to a Vec does no IO.
+        let _ = rmp::encode::write_array_len(&mut frame.body(), n as u32);
+        ArgsEncoder {
+            out: Args::Call(frame),
+            ctx,
+            deadline,
+            millis,
+        }
+    }
+
+    /// The call's frame with its arguments, the connection it goes over, the deadline and its
+    /// length.
     pub(crate) fn finish(
         self,
-    ) -> Result<(Vec<u8>, Connection, tokio::time::Instant, u64), RemoteError> {
-        let conn = self
-            .ctx
-            .conn
-            .ok_or_else(|| RemoteError::lost("no connection for the call"))?;
-        Ok((self.buf, conn, self.deadline, self.millis))
+    ) -> Result<(CallFrame, Connection, tokio::time::Instant, u64), RemoteError> {
+        match (self.out, self.ctx.conn) {
+            (Args::Call(frame), Some(conn)) => Ok((frame, conn, self.deadline, self.millis)),
+            _ => Err(RemoteError::lost("no connection for the call")),
+        }
     }
 
     /// The encoded arguments alone, for a call that needs no connection.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.buf
+        match self.out {
+            Args::Bare(buf) => buf,
+            Args::Call(frame) => frame.payload().to_vec(),
+        }
     }
 
     /// Appends one argument.
@@ -140,10 +172,13 @@ impl ArgsEncoder {
         name: &str,
         value: &A,
     ) -> Result<(), RemoteError> {
-        let buf = &mut self.buf;
+        let out = match &mut self.out {
+            Args::Call(frame) => frame.body(),
+            Args::Bare(buf) => Appender(buf),
+        };
         raised();
         self.ctx
-            .enter(|| value.serialize(&mut rmp_serde::Serializer::new(Appender(buf))))
+            .enter(|| value.serialize(&mut rmp_serde::Serializer::new(out)))
             .map_err(|e| {
                 raised().unwrap_or_else(|| RemoteError::Marshalling {
                     what: format!("argument `{name}`"),

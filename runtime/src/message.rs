@@ -242,10 +242,62 @@ fn small<T: Serialize>(kind: Kind, v: &T) -> Vec<u8> {
 }
 
 /// Starts a call frame; the caller appends the arguments payload and finishes it.
-pub(crate) fn call(header: &CallHeader<&str>, payload_len: usize) -> FrameBuf {
-    let mut f = FrameBuf::new(Kind::Call, 40 + header.method.len() + payload_len);
-    fast::write_call(f.body().0, header);
-    f
+pub(crate) fn call(header: &CallHeader<&str>, payload_len: usize) -> CallFrame {
+    let mut frame = FrameBuf::new(Kind::Call, 40 + header.method.len() + payload_len);
+    // Flags below 0x80 are one byte (a positive fixint), the header's last: `set_flags` can
+    // rewrite it in place.
+    let header = CallHeader {
+        flags: header.flags & FLAGS_MASK,
+        ..*header
+    };
+    fast::write_call(frame.body().0, &header);
+    CallFrame {
+        payload_at: frame.bytes().len(),
+        frame,
+        call: header.call,
+    }
+}
+
+/// The flags a Call header can carry: all of [`flags`], each below 0x80.
+const FLAGS_MASK: u8 = 0x7f;
+const _: () = assert!((flags::ONEWAY | flags::ACK) & !FLAGS_MASK == 0);
+
+/// A Call frame being built: its header is written first and its arguments are encoded straight
+/// after it (never into a buffer of their own that is then copied), and its flags can still be
+/// set until it is finished.
+pub(crate) struct CallFrame {
+    frame: FrameBuf,
+    call: CallId,
+    /// Where the payload starts; the header's one-byte flags are just before it.
+    payload_at: usize,
+}
+
+impl CallFrame {
+    /// The call id in the header.
+    pub(crate) fn id(&self) -> CallId {
+        self.call
+    }
+
+    /// The payload so far, to append the arguments to.
+    pub(crate) fn body(&mut self) -> crate::buffers::Appender<'_> {
+        self.frame.body()
+    }
+
+    /// The arguments appended so far (what follows the header).
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame.bytes()[self.payload_at..]
+    }
+
+    /// Sets the header's flags (any of [`flags`]).
+    pub(crate) fn set_flags(&mut self, flags: u8) {
+        debug_assert_eq!(flags & !FLAGS_MASK, 0, "flags {flags:#x}");
+        self.frame.bytes_mut()[self.payload_at - 1] = flags & FLAGS_MASK;
+    }
+
+    /// The complete frame, or an error if it exceeds `max`.
+    pub(crate) fn finish(self, max: usize) -> Result<Vec<u8>, RemoteError> {
+        self.frame.finish(max)
+    }
 }
 
 /// Starts a reply frame; the caller appends the result payload and finishes it.
@@ -399,6 +451,34 @@ mod tests {
                 assert_eq!(&body(&frame)[payload..], &[0x91, 0x05]);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_set_after_the_arguments_give_the_frame_written_with_them() {
+        let h = CallHeader {
+            call: CallId(300),
+            object: ObjId(70_000),
+            method: "log",
+            timeout_us: 5_000_000_000,
+            flags: 0,
+        };
+        for f in [0, flags::ONEWAY, flags::ONEWAY | flags::ACK] {
+            let mut late = call(&h, 0);
+            late.body().extend_from_slice(&[0x91, 0xa1, b'x']);
+            assert_eq!(late.payload(), &[0x91, 0xa1, b'x']);
+            late.set_flags(f);
+            let mut early = call(&CallHeader { flags: f, ..h }, 0);
+            early.body().extend_from_slice(&[0x91, 0xa1, b'x']);
+            let late = late.finish(1 << 20).unwrap();
+            assert_eq!(late, early.finish(1 << 20).unwrap());
+            match decode(body(&late)).unwrap() {
+                Message::Call { header, payload } => {
+                    assert_eq!((header.call, header.flags), (h.call, f));
+                    assert_eq!(&body(&late)[payload..], &[0x91, 0xa1, b'x']);
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -320,9 +320,10 @@ impl StubHandle {
         Ok(c)
     }
 
-    /// Starts a call with `n` arguments: fixes its deadline and finds the connection first, so
-    /// a `Remote` among the arguments is counted as held by the peer that receives it.
-    pub async fn args(&self, n: usize) -> Result<ArgsEncoder, RemoteError> {
+    /// Starts a call of `method` with `n` arguments: fixes its deadline and finds the
+    /// connection first, so a `Remote` among the arguments is counted as held by the peer that
+    /// receives it, and the arguments are encoded straight into the call's frame.
+    pub async fn args(&self, method: &str, n: usize) -> Result<ArgsEncoder, RemoteError> {
         let start = Instant::now();
         let deadline = context::deadline(start, self.inner.rt.config.call_timeout);
         let millis = deadline
@@ -338,25 +339,22 @@ impl StubHandle {
                 Err(_) => return Err(RemoteError::Timeout { millis }),
             },
         };
+        let frame = conn.start_call(self.inner.target.object, method, deadline);
         let ctx = MarshalCtx {
             rt: self.inner.rt.clone(),
             conn: Some(conn),
         };
-        Ok(ArgsEncoder::new(ctx, n, deadline, millis))
+        Ok(ArgsEncoder::call(ctx, frame, n, deadline, millis))
     }
 
     async fn invoke(
         &self,
-        method: &str,
         args: ArgsEncoder,
         call_flags: u8,
     ) -> Result<(Received, Connection, u64), RemoteError> {
-        let (buf, conn, deadline, millis) = args.finish()?;
-        let work = conn.call(self.inner.target.object, method, &buf, deadline, call_flags);
-        let done = crate::timer::timeout_at(deadline, work).await;
-        // The arguments were copied into their frame: the buffer can serve a later frame.
-        crate::buffers::recycle(buf);
-        match done {
+        let (frame, conn, deadline, millis) = args.finish()?;
+        let work = conn.call(frame, call_flags);
+        match crate::timer::timeout_at(deadline, work).await {
             Ok(r) => Ok((r?, conn, millis)),
             Err(_) => Err(RemoteError::Timeout { millis }),
         }
@@ -395,7 +393,7 @@ impl StubHandle {
         T: DeserializeOwned + Send,
         E: DeserializeOwned + From<RemoteError> + Send,
     {
-        let (received, conn, millis) = self.invoke(method, args, 0).await.map_err(E::from)?;
+        let (received, conn, millis) = self.invoke(args, 0).await.map_err(E::from)?;
         let span = tracing::Span::current();
         span.record("peer", tracing::field::display(conn.peer()));
         span.record("transport", conn.info().scheme);
@@ -446,18 +444,11 @@ impl StubHandle {
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) async fn call_raw(
         &self,
-        method: &str,
         args: ArgsEncoder,
         oneway: bool,
     ) -> Result<RawReply, RemoteError> {
-        let mut call_flags = 0;
-        if oneway {
-            call_flags = flags::ONEWAY;
-            if self.inner.rt.config.send_buffer == 0 {
-                call_flags |= flags::ACK;
-            }
-        }
-        let (received, conn, millis) = self.invoke(method, args, call_flags).await?;
+        let call_flags = if oneway { self.oneway_flags() } else { 0 };
+        let (received, conn, millis) = self.invoke(args, call_flags).await?;
         let ctx = MarshalCtx {
             rt: self.inner.rt.clone(),
             conn: Some(conn),
@@ -486,16 +477,24 @@ impl StubHandle {
 
     /// Sends a one-way call: returns once it is handed to the transport (or, on a link with a
     /// send buffer of zero, once the peer has received it).
-    pub async fn call_oneway<E>(&self, method: &'static str, args: ArgsEncoder) -> Result<(), E>
+    pub async fn call_oneway<E>(&self, args: ArgsEncoder) -> Result<(), E>
     where
         E: From<RemoteError> + Send,
     {
-        let mut f = flags::ONEWAY;
-        if self.inner.rt.config.send_buffer == 0 {
-            f |= flags::ACK;
-        }
-        self.invoke(method, args, f).await.map_err(E::from)?;
+        self.invoke(args, self.oneway_flags())
+            .await
+            .map_err(E::from)?;
         Ok(())
+    }
+
+    /// The flags of a one-way call: on a link with a send buffer of zero, the caller waits for
+    /// the peer's Ack.
+    fn oneway_flags(&self) -> u8 {
+        if self.inner.rt.config.send_buffer == 0 {
+            flags::ONEWAY | flags::ACK
+        } else {
+            flags::ONEWAY
+        }
     }
 }
 

@@ -500,11 +500,11 @@ impl Bridge {
                 .await?
         } else {
             let mut args = stub
-                .args(method.args.len())
+                .args(&method.name, method.args.len())
                 .await
                 .map_err(|e| status::from_remote(&e))?;
             push_args(&mut args, route, &codec, &msg)?;
-            stub.call_raw(&method.name, args, route.oneway)
+            stub.call_raw(args, route.oneway)
                 .await
                 .map_err(|e| status::from_remote(&e))?
         };
