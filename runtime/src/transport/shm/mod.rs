@@ -42,6 +42,11 @@
 //! waited on the same CPU (each side notes its CPU in the segment's header: [`ring`]'s
 //! `CpuHint`).
 //!
+//! A write of 128 KiB or more, while the peer last waited on another CPU, is published in
+//! 64 KiB parts, the peer's reader woken after the first: it copies one part out of the ring
+//! while the writer copies the next in. With the peer on our CPU (or nothing known of it) a
+//! write is published once: a reader woken early there would only take the CPU from the writer.
+//!
 //! # End of the link
 //! The rendezvous socket stays open as long as either half lives, and both halves watch it: when
 //! the peer dies or drops its link, a reader drains what is left in the ring and then reports

@@ -230,6 +230,9 @@ struct Spinner {
     hint: Option<Arc<CpuHint>>,
 }
 
+/// Bytes a large write publishes at a time while the peer runs on another CPU.
+const STREAM_PART: usize = 64 * 1024;
+
 /// Most credit a run of successful spins earns.
 const MAX_CREDIT: u8 = 8;
 /// Without credit, one wait in this many still spins.
@@ -262,6 +265,12 @@ impl Spinner {
             || (self.waits.is_multiple_of(PROBE_EVERY)
                 && probe()
                 && !self.hint.as_ref().is_some_and(|h| h.shares_cpu()))
+    }
+
+    /// Whether the peer is known to share our CPU, or nothing is known (no hint): the peer
+    /// then cannot run while we do. Notes our CPU in the hint.
+    fn peer_shares_cpu(&self) -> bool {
+        self.hint.as_ref().is_none_or(|h| h.shares_cpu())
     }
 
     /// Spins up to the budget until `ready()` and books the outcome; whether it became ready.
@@ -479,7 +488,23 @@ impl AsyncWrite for ShmWriter {
         if src.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.get_mut().poll_write_with(cx, |ring| ring.write(src))
+        let this = self.get_mut();
+        if src.len() < 2 * STREAM_PART || this.spinner.peer_shares_cpu() {
+            return this.poll_write_with(cx, |ring| ring.write(src));
+        }
+        // A large write with the peer on another CPU goes out part by part, each published
+        // (and the peer's reader woken after the first): the reader copies one part out while
+        // we copy the next in, instead of starting when the last byte is in.
+        let mut done = 0;
+        while done < src.len() {
+            let part = &src[done..src.len().min(done + STREAM_PART)];
+            match this.poll_write_with(cx, |ring| ring.write(part)) {
+                Poll::Ready(Ok(n)) => done += n,
+                Poll::Ready(Err(_)) | Poll::Pending if done > 0 => break,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(done))
     }
 
     fn poll_write_vectored(

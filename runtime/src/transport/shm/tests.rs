@@ -658,3 +658,86 @@ fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     let apart = next_probe();
     assert!(apart >= budget * 9 / 10, "probed for {apart:?} only");
 }
+
+/// The sizes a thread watching the client's ring saw published while the client wrote one
+/// `len`-byte buffer at a time (the ring emptied in between), over up to `tries` writes:
+/// stops early once a write was seen in more than one part.
+fn parts_seen_while_writing(peer_cpu_word: impl Fn() -> u32, len: usize, tries: usize) -> Vec<u64> {
+    use super::ring::{CONTROL_AT, CPU_AT, HEAD};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ((cr, mut cw), (mut sr, _sw)) = rt.block_on(async { pair(4 << 20, Duration::ZERO) });
+    let map = cr.map_for_tests();
+    let data = pattern(len);
+    let mut seen = Vec::new();
+    let mut got = vec![0u8; len];
+    for _ in 0..tries {
+        let start = map.u64_at(CONTROL_AT[0] + HEAD).load(Ordering::SeqCst);
+        let watching = Arc::new(AtomicBool::new(false));
+        let first = Arc::new(AtomicU64::new(0));
+        let watcher = {
+            let (map, watching, first) = (map.clone(), watching.clone(), first.clone());
+            std::thread::spawn(move || {
+                // Free to run beside the writer, even if the writer is pinned.
+                let mut any = rustix::thread::CpuSet::new();
+                (0..64).for_each(|c| any.set(c));
+                let _ = rustix::thread::sched_setaffinity(None, &any);
+                watching.store(true, Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while std::time::Instant::now() < deadline {
+                    let head = map.u64_at(CONTROL_AT[0] + HEAD).load(Ordering::SeqCst);
+                    if head != start {
+                        first.store(head - start, Ordering::SeqCst);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        while !watching.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        map.u32_at(CPU_AT[1])
+            .store(peer_cpu_word(), Ordering::SeqCst);
+        rt.block_on(async {
+            cw.write_all(&data).await.unwrap();
+            sr.read_exact(&mut got).await.unwrap();
+        });
+        watcher.join().unwrap();
+        assert!(got == data, "the bytes differ");
+        seen.push(first.load(Ordering::SeqCst));
+        if seen.last() < Some(&(len as u64)) {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_large_write_is_published_in_parts_only_while_the_peer_runs_elsewhere() {
+    let len = 1 << 20;
+    // The peer waits on another CPU (no CPU has this number): its reader can copy out the
+    // first part while the rest goes in. Each try, the watcher may have been off its CPU for
+    // the whole write; one try in many seeing a part is enough.
+    let apart = parts_seen_while_writing(|| u32::MAX, len, 200);
+    assert!(
+        apart.iter().any(|&n| n < len as u64),
+        "every write was published whole: {apart:?}"
+    );
+    // The peer waits on our CPU: it could not read before we stop, so one publication (the
+    // watcher still runs on any CPU, so a write in parts would show).
+    let cpu = rustix::thread::sched_getcpu();
+    let mut only = rustix::thread::CpuSet::new();
+    only.set(cpu);
+    rustix::thread::sched_setaffinity(None, &only).unwrap();
+    let ours = u32::try_from(cpu).unwrap() + 1;
+    let shared = parts_seen_while_writing(|| ours, len, 5);
+    assert!(
+        shared.iter().all(|&n| n == len as u64),
+        "a write was published in parts with the peer on our CPU: {shared:?}"
+    );
+}
