@@ -167,10 +167,14 @@ impl Runtime {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(spawn_failed(io::Error::other("its pipes were not created")));
         };
+        let writer = stdin
+            .into_owned_fd()
+            .and_then(crate::transport::fd::pipe_writer)
+            .map_err(spawn_failed)?;
         let link = Link {
             scheme: "pipe",
             reader: Box::new(stdout),
-            writer: Box::new(stdin),
+            writer: Box::new(writer),
             peer: format!("pipe child pid {pid}"),
             local_host: None,
             peer_is_local_host: true,
@@ -261,6 +265,8 @@ pub(crate) async fn connect_parent(
         let r = pipe::Receiver::from_owned_fd(from_parent)
             .map_err(|e| setup(format!("stdin is not a pipe from the parent: {e}")))?;
         let w = pipe::Sender::from_owned_fd(to_parent)
+            .and_then(pipe::Sender::into_nonblocking_fd)
+            .and_then(crate::transport::fd::pipe_writer)
             .map_err(|e| setup(format!("stdout is not a pipe to the parent: {e}")))?;
         (r, w)
     };

@@ -187,7 +187,7 @@ impl FifoTransport {
                 keeper: Some(keeper),
                 file: Some(RemoveOnDrop(vec![up.to_path_buf()])),
             }),
-            writer: Box::new(tx),
+            writer: Box::new(super::fd::pipe_writer(tx.into_nonblocking_fd()?)?),
             peer: match owner {
                 Some(uid) => format!("fifo uid {uid}"),
                 None => "fifo".to_string(),
@@ -343,7 +343,7 @@ pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     Ok(Link {
         scheme: "fifo",
         reader: Box::new(rx),
-        writer: Box::new(tx),
+        writer: Box::new(super::fd::pipe_writer(tx.into_nonblocking_fd()?)?),
         peer: format!("fifo {}", path.display()),
         local_host: None,
         peer_is_local_host: true,

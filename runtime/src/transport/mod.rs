@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::endpoint::Endpoint;
 use crate::{BoxFuture, RemoteError};
 
+pub(crate) mod fd;
 pub(crate) mod fifo;
 pub(crate) mod shm;
 pub(crate) mod tcp;

@@ -58,7 +58,7 @@ fn link(stream: TcpStream, dead_peer: Duration) -> io::Result<Link> {
     detect_dead_peer(&stream, dead_peer)?;
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
-    let (r, w) = stream.into_split();
+    let (r, w) = super::fd::split(stream.into_std()?.into())?;
     Ok(Link {
         scheme: "tcp",
         reader: Box::new(r),

@@ -114,7 +114,7 @@ impl Listener for UnixTransport {
                     tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), path = %self.path.display(), "refused a peer of another user");
                     continue;
                 }
-                return Ok(link(stream, cred.pid(), Some(cred.uid())));
+                return link(stream, cred.pid(), Some(cred.uid()));
             }
         })
     }
@@ -133,16 +133,12 @@ impl Drop for UnixTransport {
 pub(crate) async fn connect(path: &str) -> io::Result<Link> {
     let stream = UnixStream::connect(path).await?;
     let cred = stream.peer_cred().ok();
-    Ok(link(
-        stream,
-        cred.and_then(|c| c.pid()),
-        cred.map(|c| c.uid()),
-    ))
+    link(stream, cred.and_then(|c| c.pid()), cred.map(|c| c.uid()))
 }
 
-fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> Link {
-    let (r, w) = stream.into_split();
-    Link {
+fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> io::Result<Link> {
+    let (r, w) = super::fd::split(stream.into_std()?.into())?;
+    Ok(Link {
         scheme: "unix",
         reader: Box::new(r),
         writer: Box::new(w),
@@ -155,7 +151,7 @@ fn link(stream: UnixStream, pid: Option<i32>, uid: Option<u32>) -> Link {
         peer_uid: uid,
         peer_subject: None,
         spin_until_readable: None,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The mapping of a shared-memory segment, and the registration of descriptors with tokio: the
-//! only `unsafe` code of the shared-memory transport.
+//! The mapping of a shared-memory segment, and the registration of descriptors with tokio
+//! (through [`crate::transport::fd::register`]): the mapping is the shared-memory transport's
+//! only `unsafe` code.
 //!
 //! Everything in the segment may be written by the peer at any moment, so nothing here ever makes
 //! a Rust reference to plain bytes of it: control words are reached as atomics (whose whole point
@@ -138,7 +139,5 @@ impl Drop for Mapping {
 /// Registers `fd` with the current tokio reactor for readability (eventfds and the rendezvous
 /// socket are only ever waited on for that). Must run inside a tokio runtime.
 pub(super) fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, always the same number,
-    // until the `OwnedFd` (now inside the `AsyncFd`) is dropped: tokio's requirement exactly.
-    Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
+    crate::transport::fd::register(fd, Interest::READABLE)
 }
