@@ -213,6 +213,7 @@ impl Drop for FdWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::test_pattern as pattern;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn pair() -> ((FdReader, FdWriter), (FdReader, FdWriter)) {
@@ -220,10 +221,6 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         b.set_nonblocking(true).unwrap();
         (split(a.into()).unwrap(), split(b.into()).unwrap())
-    }
-
-    fn pattern(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 7 % 251) as u8).collect()
     }
 
     #[tokio::test]

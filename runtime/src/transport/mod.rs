@@ -58,6 +58,13 @@ pub(crate) trait SpinUntilReadable: Send + Sync {
     fn spin(&self) -> bool;
 }
 
+/// `n` bytes that differ from their neighbours and repeat only every 251: a test that moves
+/// them through a transport sees a byte lost, doubled or misplaced.
+#[cfg(test)]
+pub(crate) fn test_pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
 /// Accepts incoming links on one endpoint.
 pub(crate) trait Listener: Send + Sync {
     /// The next incoming link.

@@ -9,6 +9,7 @@ use super::rendezvous::{self, Offer, Segment};
 use super::ring::{Layout, ends};
 use super::stream::{Role, ShmReader, ShmWriter, split};
 use super::*;
+use crate::transport::test_pattern as pattern;
 
 const SMALL: u64 = 4096;
 
@@ -36,10 +37,6 @@ fn pair(capacity: u64, spin: Duration) -> ((ShmReader, ShmWriter), (ShmReader, S
     let client = split(created.segment, Role::Client, a.into(), spin).unwrap();
     let server = split(server_segment, Role::Server, b.into(), spin).unwrap();
     (client, server)
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 #[test]
