@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
 use crate::frame::{self, LENGTH_LEN, PREAMBLE_LEN};
 use crate::id::{CallId, IdMap, ObjId, RuntimeId};
@@ -80,8 +79,11 @@ pub(crate) struct ConnInner {
     /// Calls we sent and wait a reply for, by call id. **Invariant:** after `closed` is set,
     /// nothing is inserted that `close` would not see (see `call`).
     pending: Mutex<IdMap<u64, PendingTx>>,
-    /// Handlers running for calls the peer sent, so a cancel or a disconnect can stop them.
+    /// Handlers running in tasks of their own for calls the peer sent, so a cancel or a
+    /// disconnect can stop them. A handler that finished at its first poll never enters it.
     running: Mutex<IdMap<u64, AbortHandle>>,
+    /// How many `running` holds, stored under its lock at each change: read without it.
+    serving: std::sync::atomic::AtomicUsize,
     next_call: AtomicU64,
     closed: AtomicBool,
     /// Turns true when the connection closes, for whoever waits on [`Connection::closed`].
@@ -256,18 +258,15 @@ impl Connection {
         }
     }
 
-    /// Starts the frame of a new call on this connection (a fresh call id; the time left until
-    /// `deadline`, which the peer gives the handler); the caller encodes the arguments into it
-    /// and hands it to [`Connection::call`].
-    pub(crate) fn start_call(&self, object: ObjId, method: &str, deadline: Instant) -> CallFrame {
+    /// Starts the frame of a new call on this connection (a fresh call id; `left`, the time
+    /// left until the call's deadline, which the peer gives the handler); the caller encodes
+    /// the arguments into it and hands it to [`Connection::call`].
+    pub(crate) fn start_call(&self, object: ObjId, method: &str, left: Duration) -> CallFrame {
         let header = CallHeader {
             call: CallId(self.inner.next_call.fetch_add(1, Ordering::Relaxed)),
             object,
             method,
-            timeout_us: deadline
-                .saturating_duration_since(Instant::now())
-                .as_micros()
-                .min(u64::MAX as u128) as u64,
+            timeout_us: left.as_micros().min(u64::MAX as u128) as u64,
             flags: 0,
         };
         message::call(&header, 0)
@@ -344,15 +343,21 @@ impl Connection {
     /// Starts a handler: on a current-thread runtime it is polled once here first, and
     /// spawned only if it does not finish at once (see [`run_first_poll`]); otherwise, and on
     /// a multi-thread runtime, it is spawned and registered so a cancel or a disconnect can
-    /// stop it. The lock is held across spawn and insert: the handler's own `untrack` cannot
-    /// run before the insert.
+    /// stop it; the task forgets it once the handler is done. The lock is held across spawn
+    /// and insert: the task's `untrack` cannot run before the insert.
     pub(crate) fn start_tracked(&self, call: CallId, fut: BoxFuture<'static, ()>) {
         let Some(fut) = run_first_poll(self.inner.single_thread, fut) else {
             return;
         };
+        let conn = self.clone();
+        let fut = async move {
+            fut.await;
+            conn.untrack(call);
+        };
         let mut running = lock(&self.inner.running);
         let h = self.inner.handle.spawn(fut);
         running.insert(call.0, h.abort_handle());
+        self.inner.serving.store(running.len(), Ordering::Release);
     }
 
     /// Starts a handler nobody can cancel (a one-way call's): polled once here first on a
@@ -390,13 +395,17 @@ impl Connection {
         self.inner.more_incoming.load(Ordering::Relaxed)
     }
 
-    /// How many handlers of the peer's calls are running.
+    /// How many handlers of the peer's calls run in tasks of their own.
     pub(crate) fn serving(&self) -> usize {
-        lock(&self.inner.running).len()
+        self.inner.serving.load(Ordering::Acquire)
     }
 
-    pub(crate) fn untrack(&self, call: CallId) {
-        lock(&self.inner.running).remove(&call.0);
+    /// Forgets a handler that ran in a task of its own: it finished, or it is to be stopped.
+    fn untrack(&self, call: CallId) -> Option<AbortHandle> {
+        let mut running = lock(&self.inner.running);
+        let h = running.remove(&call.0);
+        self.inner.serving.store(running.len(), Ordering::Release);
+        h
     }
 
     /// Closes the connection: fails every pending call, stops every running handler, flushes
@@ -413,7 +422,11 @@ impl Connection {
         for tx in pending {
             let _ = tx.send(Err(RemoteError::lost(reason)));
         }
-        let running: Vec<AbortHandle> = lock(&self.inner.running).drain().map(|(_, v)| v).collect();
+        let running: Vec<AbortHandle> = {
+            let mut running = lock(&self.inner.running);
+            self.inner.serving.store(0, Ordering::Release);
+            running.drain().map(|(_, v)| v).collect()
+        };
         for h in running {
             h.abort();
         }
@@ -641,6 +654,7 @@ pub(crate) async fn establish(
             rt: Arc::downgrade(rt),
             pending: Mutex::default(),
             running: Mutex::default(),
+            serving: Default::default(),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             gone: tokio::sync::watch::Sender::new(false),
@@ -836,7 +850,7 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
             ),
             Message::Ack(call) => conn.complete(call.0, Ok(Received::Ack)),
             Message::Cancel(call) => {
-                if let Some(h) = lock(&conn.inner.running).remove(&call.0) {
+                if let Some(h) = conn.untrack(call) {
                     tracing::debug!(call = call.0, "the caller cancelled; stopping the handler");
                     h.abort();
                 }

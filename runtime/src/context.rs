@@ -45,7 +45,7 @@ impl Caller {
     /// The caller of the remote method running on this task, or `None` when the method was
     /// called directly (in-process, through a local handle).
     pub fn current() -> Option<Caller> {
-        CALLER.try_with(Caller::clone).ok()
+        SCOPE.try_with(|s| s.caller.clone()).ok().flatten()
     }
 
     /// The calling runtime.
@@ -93,9 +93,16 @@ impl Caller {
     }
 }
 
+/// What a task knows about the calls around it: the caller it serves, if it serves one, and
+/// the deadline of the calls it makes. One task-local, not two: every handler runs in a scope,
+/// and each poll of a scoped future swaps its value in and out.
+struct Scope {
+    caller: Option<Caller>,
+    deadline: Instant,
+}
+
 tokio::task_local! {
-    static CALLER: Caller;
-    static DEADLINE: Instant;
+    static SCOPE: Scope;
 }
 
 /// Runs `fut` with `timeout` as the deadline of every remote call it makes (instead of the
@@ -113,20 +120,82 @@ tokio::task_local! {
 /// ```
 pub async fn with_timeout<F: Future>(timeout: Duration, fut: F) -> F::Output {
     let mut deadline = Instant::now() + timeout;
-    if let Ok(outer) = DEADLINE.try_with(|d| *d) {
-        deadline = deadline.min(outer);
-    }
-    DEADLINE.scope(deadline, fut).await
+    let caller = match SCOPE.try_with(|s| (s.caller.clone(), s.deadline)) {
+        Ok((caller, outer)) => {
+            deadline = deadline.min(outer);
+            caller
+        }
+        Err(_) => None,
+    };
+    SCOPE.scope(Scope { caller, deadline }, fut).await
 }
 
 /// The deadline for a call starting at `start`: the innermost [`with_timeout`] scope (or an
 /// incoming call's own deadline, which propagates to the calls its handler makes), else
 /// `default` from `start`.
 pub(crate) fn deadline(start: Instant, default: Duration) -> Instant {
-    DEADLINE.try_with(|d| *d).unwrap_or(start + default)
+    SCOPE.try_with(|s| s.deadline).unwrap_or(start + default)
 }
 
 /// Runs a handler future as `caller`, with `deadline` propagated to the calls it makes.
 pub(crate) async fn serve_scope<F: Future>(caller: Caller, deadline: Instant, fut: F) -> F::Output {
-    CALLER.scope(caller, DEADLINE.scope(deadline, fut)).await
+    let scope = Scope {
+        caller: Some(caller),
+        deadline,
+    };
+    SCOPE.scope(scope, fut).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            runtime: RuntimeId::random(),
+            address: "peer".into(),
+            local_host: true,
+            uid: Some(7),
+            certificate_subject: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handlers_scope_keeps_its_caller_inside_a_narrower_timeout_and_none_leaks_out() {
+        let default = Duration::from_secs(30);
+        let start = Instant::now();
+        assert!(Caller::current().is_none());
+        assert_eq!(deadline(start, default), start + default);
+
+        let served = caller();
+        let until = start + Duration::from_secs(5);
+        serve_scope(served.clone(), until, async {
+            let seen = Caller::current().expect("the caller is in scope");
+            assert_eq!(seen.runtime(), served.runtime());
+            assert_eq!(deadline(start, default), until);
+            // A shorter timeout narrows the deadline and keeps the caller.
+            with_timeout(Duration::from_millis(100), async {
+                assert_eq!(
+                    Caller::current().map(|c| c.runtime()),
+                    Some(served.runtime())
+                );
+                assert!(deadline(start, default) < until);
+            })
+            .await;
+            // A longer one cannot extend the handler's deadline.
+            with_timeout(Duration::from_secs(60), async {
+                assert_eq!(deadline(start, default), until);
+            })
+            .await;
+        })
+        .await;
+
+        // Outside any handler a timeout scope has no caller.
+        with_timeout(Duration::from_millis(100), async {
+            assert!(Caller::current().is_none());
+            assert!(deadline(start, default) < start + default);
+        })
+        .await;
+        assert!(Caller::current().is_none());
+    }
 }

@@ -146,7 +146,6 @@ pub(crate) fn serve(
         }
         if !oneway {
             send_outcome(&conn2, call, outcome).await;
-            conn2.untrack(call);
         } else if let Outcome::Failed(e) = outcome {
             tracing::warn!(error = %e, "a one-way call failed");
         }

@@ -332,14 +332,15 @@ impl StubHandle {
             .div_ceil(1000) as u64;
         // The common case, a live cached connection, needs no timer. The dial is boxed: its
         // future is large, and every call's future would carry it otherwise.
-        let conn = match self.cached() {
-            Some(c) => c,
+        let (conn, left) = match self.cached() {
+            Some(c) => (c, deadline.saturating_duration_since(start)),
             None => match tokio::time::timeout_at(deadline, Box::pin(self.connection())).await {
-                Ok(c) => c?,
+                // The dial took a while: the peer gets the time that is left now.
+                Ok(c) => (c?, deadline.saturating_duration_since(Instant::now())),
                 Err(_) => return Err(RemoteError::Timeout { millis }),
             },
         };
-        let frame = conn.start_call(self.inner.target.object, method, deadline);
+        let frame = conn.start_call(self.inner.target.object, method, left);
         let ctx = MarshalCtx {
             rt: self.inner.rt.clone(),
             conn: Some(conn),
