@@ -271,8 +271,22 @@ impl Producer {
     }
 
     /// Copies as much of `src` as fits and publishes it; 0 if the ring is full.
+    ///
+    /// The consumer only ever frees space, so the room left by the `tail` we saw last is there
+    /// still: the shared `tail` is read again only when that room is too small for `src`.
+    /// Reading it for every write would pull the consumer's cache line over to this CPU and
+    /// make the consumer's next store pull it back, on every message, for nothing.
     pub(super) fn write(&mut self, src: &[u8]) -> Result<usize, Corrupt> {
-        let n = (self.free()? as usize).min(src.len());
+        let seen = self.ring.capacity - (self.head - self.tail_seen);
+        let room = if seen >= src.len() as u64 {
+            if self.ring.word(HEAD).load(Ordering::Relaxed) != self.head {
+                return Err(Corrupt);
+            }
+            seen
+        } else {
+            self.free()?
+        };
+        let n = (room.min(usize::MAX as u64) as usize).min(src.len());
         if n == 0 {
             return Ok(0);
         }

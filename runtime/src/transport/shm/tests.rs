@@ -150,12 +150,48 @@ async fn corrupt_indices_are_invalid_data_never_a_panic() {
     cw.ring_for_tests().corrupt(60, 50);
     let e = sr.read(&mut buf).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    // The writer's side: the consumer's tail beyond our head.
+    // The writer's side: the consumer's tail beyond our head, seen once the writer needs more
+    // room than it knows of (before, it does not look).
     let ((_cr, mut cw), (sr, _sw)) = pair(SMALL, Duration::ZERO);
     let (p, _) = ends(sr.map_for_tests(), &Layout::new(SMALL, SMALL).unwrap(), 0);
-    p.corrupt(0, 99);
+    p.corrupt(0, u64::MAX / 2);
+    let e = tokio::time::timeout(
+        Duration::from_secs(5),
+        cw.write_all(&[1; SMALL as usize + 1]),
+    )
+    .await
+    .expect("the writer hung")
+    .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    // And our own head changed behind our back, on any write.
+    let ((_cr, mut cw), (sr, _sw)) = pair(SMALL, Duration::ZERO);
+    let (p, _) = ends(sr.map_for_tests(), &Layout::new(SMALL, SMALL).unwrap(), 0);
+    p.corrupt(7, 0);
     let e = cw.write(b"x").await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn a_write_reads_the_consumers_tail_only_when_the_room_it_knows_of_is_too_small() {
+    let layout = Layout::new(SMALL, SMALL).unwrap();
+    let created = rendezvous::create(layout).unwrap();
+    let (mut p, mut c) = ends(created.segment.map.clone(), &layout, 0);
+    let mut out = vec![0u8; SMALL as usize];
+    assert_eq!(p.write(&[1; 3000]).unwrap(), 3000);
+    assert_eq!(c.read_slice(&mut out).unwrap(), 3000);
+    // The consumer freed everything; the producer has not looked, and counts on the 1096 bytes
+    // of room it knows of: within them it writes without looking, beyond them it looks and
+    // finds the space freed.
+    assert_eq!(p.write(&[2; 1000]).unwrap(), 1000);
+    assert_eq!(p.write(&[3; 2000]).unwrap(), 2000);
+    assert_eq!(c.read_slice(&mut out).unwrap(), 3000);
+    assert!(out[..1000].iter().all(|&b| b == 2) && out[1000..3000].iter().all(|&b| b == 3));
+    // Garbage in the tail is not even seen while the known room suffices (a write reading the
+    // tail every time would fail here), and is caught once the producer needs to look.
+    p.corrupt(6000, u64::MAX / 2);
+    let known = (SMALL - (6000 - 3000)) as usize;
+    assert_eq!(p.write(&vec![4; known]).unwrap(), known);
+    assert_eq!(p.write(&[5; 1]), Err(super::ring::Corrupt));
 }
 
 /// A memfd for an offer, built by hand so it can be wrong in one way at a time.
