@@ -50,8 +50,9 @@ pub(crate) struct Link {
 /// Polls for the peer's bytes for a while instead of sleeping until they come. A caller that
 /// just sent the only call in flight on its connection has nothing else to do; if the peer
 /// runs on another CPU and answers within the spin, the reply is seen without a wake-up of this
-/// thread, which on a virtual machine costs tens of microseconds. Where answers take longer
-/// (a slow handler, one CPU for both), the spin soon stops paying and stops.
+/// thread, which on a virtual machine costs tens of microseconds. A handler task that just sent
+/// the last reply is in the same position with respect to the peer's next call. Where answers
+/// take longer (a slow handler, one CPU for both), the spin soon stops paying and stops.
 pub(crate) trait SpinUntilReadable: Send + Sync {
     /// Spins until bytes from the peer wait to be read, or for as long as spinning pays;
     /// whether they do.

@@ -31,12 +31,16 @@
 //! a reply: the reader went to sleep before the call was even sent. The caller of a lone call
 //! (the only one in flight on its connection) therefore spins on the ring itself after sending
 //! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
-//! the same budget. On a current-thread runtime, where the reader can run only once the caller
-//! yields, the caller holds the sleeping reader's wake-up while it spins (the waker the reader
-//! left, its flag withdrawn from the ring), so the peer writes no eventfd and the reader is
-//! woken by the caller's thread when the spin ends: a reply seen during the spin costs neither
-//! process a system call. On a multi-thread runtime the peer's eventfd wakes another worker,
-//! which reads the reply while the caller spins.
+//! the same budget. On a thread of a tokio runtime the caller holds the sleeping reader's
+//! wake-up while it spins (the waker the reader left, its flag withdrawn from the ring), so the
+//! peer writes no eventfd and the reader is woken by the caller's thread when the spin ends: a
+//! reply seen during the spin costs neither process a system call, and on a multi-thread
+//! runtime the reader runs on the caller's worker instead of another worker being woken for it.
+//! The serving side does the same for the peer's next call: a handler that ran as a task of its
+//! own (on a multi-thread runtime, every handler), once its reply is out and no other handler
+//! runs, spins on the ring for the next call with the reader's wake-up in hand
+//! (`Connection::start_tracked`); a handler that finished inside the reader leaves the reader
+//! to spin itself.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
 //! it soon stops, and probes only on one wait in 64, and not even then while the peer last
 //! waited on the same CPU (each side notes its CPU in the segment's header: [`ring`]'s

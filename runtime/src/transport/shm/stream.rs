@@ -7,11 +7,14 @@
 //! flag is set, clears it and writes the eventfd. Either the sleeper's re-check sees the new
 //! position or the publisher sees the flag: no wake-up is lost.
 //!
-//! A caller spinning for its reply (see [`SpinUntilReadable`]) on a current-thread runtime,
-//! where the reader runs only once the caller yields, takes over a sleeping reader's wake-up:
-//! it takes the waker the reader left in [`ReaderSleep`] and withdraws the reader's
-//! flag, so the peer writes no eventfd, and wakes the reader itself when the spin ends (bytes
-//! seen or not). The reader stores its waker and raises its flag under the same lock the caller
+//! A caller spinning for its reply (see [`SpinUntilReadable`]) on a thread of a tokio runtime
+//! takes over a sleeping reader's wake-up: it takes the waker the reader left in
+//! [`ReaderSleep`] and withdraws the reader's flag, so the peer writes no eventfd, and wakes
+//! the reader itself when the spin ends (bytes seen or not). On a current-thread runtime the
+//! reader could run only once the caller yields anyway; on a multi-thread one the wake-up puts
+//! the reader in this worker's next slot, where it reads the reply as soon as the caller
+//! yields, instead of another worker being woken through the eventfd and the reactor to read
+//! it (on a virtual machine a wake-up of an idle CPU alone costs several microseconds). The reader stores its waker and raises its flag under the same lock the caller
 //! takes both under, so either the caller holds the waker of a reader whose flag it cleared, or
 //! the flag stays raised: a reader never sleeps with nobody to wake it.
 
@@ -177,11 +180,9 @@ impl SpinUntilReadable for ArrivalSpin {
             return false;
         }
         // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
-        // the peer need not wake it through the eventfd, this thread will. Only where the
-        // reader waits for this thread anyway: on a multi-thread runtime another worker, woken
-        // by the peer, reads the reply while this caller spins, and waking the reader from here
-        // would cost a wake-up of a parked worker per call instead.
-        let sleeper = if on_current_thread_runtime() {
+        // the peer need not wake it through the eventfd, this thread will. Only on a thread of
+        // a tokio runtime: from elsewhere the wake-up would cost what the peer's does.
+        let sleeper = if in_tokio_runtime() {
             let mut slot = self.reader.slot();
             let waker = slot.take();
             if waker.is_some() {
@@ -203,11 +204,9 @@ impl SpinUntilReadable for ArrivalSpin {
     }
 }
 
-/// Whether this thread runs a current-thread tokio runtime, whose tasks (a connection's reader
-/// among them) run only when the task running now yields.
-fn on_current_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+/// Whether this thread belongs to a tokio runtime (runs its tasks, or blocks in it).
+fn in_tokio_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
 }
 
 /// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.

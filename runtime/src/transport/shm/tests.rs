@@ -602,15 +602,30 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     // The reader spins once (nothing comes), then sleeps.
     until_announced(&map, "the reader never went to sleep").await;
 
-    // A caller on a multi-thread runtime leaves the reader's wake-up to the peer: another worker
-    // reads the reply while the caller spins.
-    let spun = tokio::task::spawn_blocking(move || (spin.spin(), spin));
+    // A caller outside any tokio runtime leaves the reader's wake-up to the peer: its own would
+    // cost as much.
+    let (tx, spun) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send((spin.spin(), spin));
+    });
+    let spun = tokio::spawn(async move { spun.await.unwrap() });
     let peer = Peer {
         map: &map,
         writer: &mut sw,
         delivered: &mut got,
     };
     let spin = peer.write_during(spun, true, b"first").await;
+    until_announced(&map, "the reader did not go back to sleep").await;
+
+    // A caller on a multi-thread runtime takes it over: the reader then runs on the caller's
+    // worker once the caller yields, and no other worker is woken for it.
+    let spun = tokio::spawn(async move { (spin.spin(), spin) });
+    let peer = Peer {
+        map: &map,
+        writer: &mut sw,
+        delivered: &mut got,
+    };
+    let spin = peer.write_during(spun, false, b"multi").await;
     until_announced(&map, "the reader did not go back to sleep").await;
 
     // A caller on a current-thread runtime, whose reader could only run once it yields, takes
