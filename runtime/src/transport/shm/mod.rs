@@ -37,10 +37,10 @@
 //! reply seen during the spin costs neither process a system call, and on a multi-thread
 //! runtime the reader runs on the caller's worker instead of another worker being woken for it.
 //! The serving side does the same for the peer's next call: a handler that ran as a task of its
-//! own (on a multi-thread runtime, every handler), once its reply is out and no other handler
-//! runs, spins on the ring for the next call with the reader's wake-up in hand
-//! (`Connection::start_tracked`); a handler that finished inside the reader leaves the reader
-//! to spin itself.
+//! own (on a multi-thread runtime, every handler, one-way ones too), once it is done (its reply
+//! out) and no other handler runs, spins on the ring for the next call with the reader's
+//! wake-up in hand (`Connection::start_tracked`, `Connection::start`); a handler that finished
+//! inside the reader leaves the reader to spin itself.
 //! Whether spinning pays is judged per half and per caller ([`stream`]'s `Spinner`): on one CPU
 //! it soon stops, and probes only on one wait in 64, and not even then while the peer last
 //! waited on the same CPU (each side notes its CPU in the segment's header: [`ring`]'s
