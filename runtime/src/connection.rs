@@ -364,10 +364,10 @@ impl Connection {
     /// After the last handler running in a task of its own is done (a two-way call's sent its
     /// reply): where the transport lets us see the peer's bytes arrive without a system call
     /// (shared memory), spins for the peer's next call as a caller spins for its reply, and has
-    /// the reader woken from here if it comes. The reader sleeps meanwhile (it went on reading while the handler ran); without
-    /// this the next call would wake it through the transport's wake-up, which on a virtual
-    /// machine costs several microseconds when its CPU went idle. The spin is the transport's,
-    /// and spins only while spinning pays.
+    /// the reader woken from here if it comes. The reader sleeps meanwhile (it went on reading
+    /// while the handler ran); without this the next call would wake it through the
+    /// transport's wake-up, which on a virtual machine costs several microseconds when its CPU
+    /// went idle. The spin is the transport's, and spins only while spinning pays.
     fn spin_for_next_call(&self) {
         if self.calls_running() == 0
             && !self.is_closed()
