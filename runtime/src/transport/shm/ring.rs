@@ -257,17 +257,22 @@ pub(super) fn ends(map: Arc<Mapping>, layout: &Layout, ring: usize) -> (Producer
 impl Producer {
     /// Free bytes, after checking the peer's `tail` and our own `head`.
     pub(super) fn free(&mut self) -> Result<u64, Corrupt> {
+        self.check_own_head()?;
         let r = &self.ring;
         let tail = r.word(TAIL).load(Ordering::Acquire);
-        if r.word(HEAD).load(Ordering::Relaxed) != self.head
-            || tail < self.tail_seen
-            || tail > self.head
-            || self.head - tail > r.capacity
-        {
+        if tail < self.tail_seen || tail > self.head || self.head - tail > r.capacity {
             return Err(Corrupt);
         }
         self.tail_seen = tail;
         Ok(r.capacity - (self.head - tail))
+    }
+
+    /// Our position in shared memory is still ours: nobody wrote over it.
+    fn check_own_head(&self) -> Result<(), Corrupt> {
+        if self.ring.word(HEAD).load(Ordering::Relaxed) != self.head {
+            return Err(Corrupt);
+        }
+        Ok(())
     }
 
     /// Copies as much of `src` as fits and publishes it; 0 if the ring is full.
@@ -279,9 +284,7 @@ impl Producer {
     pub(super) fn write(&mut self, src: &[u8]) -> Result<usize, Corrupt> {
         let seen = self.ring.capacity - (self.head - self.tail_seen);
         let room = if seen >= src.len() as u64 {
-            if self.ring.word(HEAD).load(Ordering::Relaxed) != self.head {
-                return Err(Corrupt);
-            }
+            self.check_own_head()?;
             seen
         } else {
             self.free()?

@@ -14,9 +14,10 @@
 //! reader could run only once the caller yields anyway; on a multi-thread one the wake-up puts
 //! the reader in this worker's next slot, where it reads the reply as soon as the caller
 //! yields, instead of another worker being woken through the eventfd and the reactor to read
-//! it (on a virtual machine a wake-up of an idle CPU alone costs several microseconds). The reader stores its waker and raises its flag under the same lock the caller
-//! takes both under, so either the caller holds the waker of a reader whose flag it cleared, or
-//! the flag stays raised: a reader never sleeps with nobody to wake it.
+//! it (on a virtual machine a wake-up of an idle CPU alone costs several microseconds). The
+//! reader stores its waker and raises its flag under the same lock the caller takes both under,
+//! so either the caller holds the waker of a reader whose flag it cleared, or the flag stays
+//! raised: a reader never sleeps with nobody to wake it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
