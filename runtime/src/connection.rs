@@ -142,12 +142,14 @@ impl Connection {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Sends a frame: written at once when nobody else writes and `eager`, else queued for a
-    /// batch; waits while the send buffer is full.
+    /// Sends a frame: written at once when nobody else writes and `eager` (or the transport
+    /// says [writes at once](Self::writes_at_once) pay), else queued for a batch; waits while
+    /// the send buffer is full.
     ///
     /// The send is tried without waiting first; only a full buffer awaits the outbox, in a
     /// boxed future, so the futures of calls and handlers do not carry its state.
     pub(crate) async fn send(&self, frame: Vec<u8>, eager: bool) -> Result<(), RemoteError> {
+        let eager = eager || self.writes_at_once();
         let sent = match self.inner.outbox.try_send(frame, eager) {
             Ok(Ok(sent)) => Ok(sent),
             Ok(Err(frame)) => Box::pin(self.inner.outbox.send(frame, eager)).await,
@@ -170,6 +172,7 @@ impl Connection {
         frame: Vec<u8>,
         eager: bool,
     ) -> Result<Result<(), Vec<u8>>, RemoteError> {
+        let eager = eager || self.writes_at_once();
         let sent = match self.inner.outbox.try_send_reply(frame, eager) {
             Ok(Tried::Sent(sent)) => Ok(Ok(sent)),
             Ok(Tried::Refused(frame)) => Ok(Err(frame)),
@@ -184,6 +187,17 @@ impl Connection {
             Ok(Err(frame)) => Ok(Err(frame)),
             Err(Closed) => Err(RemoteError::lost("the connection is closed")),
         }
+    }
+
+    /// Whether a frame is better written at once than batched, even with other frames due
+    /// soon: over shared memory with the peer on another CPU, where a write costs no system
+    /// call and the peer starts on the frame while we prepare the next. Batching there makes
+    /// the two sides take turns, each idle (or asleep) while the other works through a batch.
+    fn writes_at_once(&self) -> bool {
+        self.inner
+            .spin_until_readable
+            .as_ref()
+            .is_some_and(|s| s.peer_on_other_cpu())
     }
 
     /// Sends a small frame (a control frame, a refusal) without waiting; if the buffer is
@@ -910,6 +924,95 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::run_first_poll;
+
+    /// A transport's view of where the peer runs, fixed for a test.
+    struct PeerPlace {
+        other_cpu: bool,
+    }
+
+    impl crate::transport::SpinUntilReadable for PeerPlace {
+        fn spin(&self) -> bool {
+            false
+        }
+
+        fn peer_on_other_cpu(&self) -> bool {
+            self.other_cpu
+        }
+    }
+
+    /// A write half that keeps what it is given, for a test to look at.
+    struct Recorder(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl tokio::io::AsyncWrite for Recorder {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// How many bytes of a frame sent with others due (`eager = false`) are written by the
+    /// time `send` returns, and after the runtime ran its other ready tasks, over a link whose
+    /// transport says the peer runs on another CPU (`other_cpu`) or on ours.
+    async fn written_by_send(other_cpu: bool) -> (usize, usize) {
+        let rt = crate::Runtime::builder().start().await.expect("runtime");
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut theirs, &crate::fuzzing::handshake([7; 16]))
+            .await
+            .expect("the peer's handshake");
+        let (reader, _) = tokio::io::split(ours);
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let link = crate::transport::Link {
+            reader: Box::new(reader),
+            writer: Box::new(Recorder(written.clone())),
+            scheme: "shm",
+            peer: "test".into(),
+            local_host: None,
+            peer_is_local_host: true,
+            peer_uid: None,
+            peer_subject: None,
+            spin_until_readable: Some(Box::new(PeerPlace { other_cpu })),
+        };
+        let conn = super::establish(&rt.inner, link).await.expect("handshake");
+        let before = written.lock().unwrap().len();
+        let frame = crate::message::ack(crate::id::CallId(1));
+        let len = frame.len();
+        conn.send(frame, false).await.expect("sent");
+        let at_once = written.lock().unwrap().len() - before;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let later = written.lock().unwrap().len() - before;
+        assert_eq!(later, len, "the frame, whole, once");
+        drop(theirs);
+        (at_once, later)
+    }
+
+    #[tokio::test]
+    async fn frames_go_out_at_once_while_the_peer_reads_on_another_cpu() {
+        // The peer reads on our CPU: the frame waits for the batch the tasks ready now make.
+        assert_eq!(written_by_send(false).await.0, 0);
+        // The peer reads elsewhere: it can start on this frame while we make the next.
+        let (at_once, whole) = written_by_send(true).await;
+        assert_eq!(at_once, whole);
+    }
 
     #[test]
     fn a_handler_that_finishes_at_once_runs_inline_on_one_thread_only() {

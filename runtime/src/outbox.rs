@@ -13,7 +13,8 @@
 //! Writing at once is right for a lone call (latency) and wrong for many (one syscall each):
 //! a sender that knows other calls are in flight sends with `eager = false`, and its frame waits
 //! for a flush job that runs after the tasks ready now have queued theirs, then writes them all
-//! in one batch.
+//! in one batch. (Over shared memory a write costs no syscall, and while the peer reads on
+//! another CPU the connection sends every frame eagerly: `Connection::writes_at_once`.)
 //!
 //! The queue is bounded in frames and in bytes ([`Limits`]). A reply does not wait behind more
 //! than the byte bound of frames already queued or waiting ([`Outbox::send_reply`] refuses it,

@@ -53,10 +53,18 @@ pub(crate) struct Link {
 /// thread, which on a virtual machine costs tens of microseconds. A handler task that just sent
 /// the last reply is in the same position with respect to the peer's next call. Where answers
 /// take longer (a slow handler, one CPU for both), the spin soon stops paying and stops.
+///
+/// The same knowledge of where the peer runs tells the connection when to write frames at once
+/// rather than batch them ([`SpinUntilReadable::peer_on_other_cpu`]).
 pub(crate) trait SpinUntilReadable: Send + Sync {
     /// Spins until bytes from the peer wait to be read, or for as long as spinning pays;
     /// whether they do.
     fn spin(&self) -> bool;
+
+    /// Whether the peer last waited on another CPU than the one this thread runs on: it can
+    /// then read a frame while we write the next, and frames are better written one by one
+    /// than batched.
+    fn peer_on_other_cpu(&self) -> bool;
 }
 
 /// `n` bytes that differ from their neighbours and repeat only every 251: a test that moves

@@ -51,6 +51,13 @@
 //! while the writer copies the next in. With the peer on our CPU (or nothing known of it) a
 //! write is published once: a reader woken early there would only take the CPU from the writer.
 //!
+//! The same hint decides how a connection sends frames while others are due (calls in flight,
+//! the replies to a batch of calls): with the peer on our CPU they are batched, one publication
+//! and at most one wake-up per batch; while the peer last waited on another CPU each one is
+//! written at once ([`SpinUntilReadable::peer_on_other_cpu`](crate::transport::SpinUntilReadable),
+//! read by `Connection::send`), so the peer works on one frame while we make the next instead
+//! of the two sides taking turns, each idle while the other works through a batch.
+//!
 //! # End of the link
 //! The rendezvous socket stays open as long as either half lives, and both halves watch it: when
 //! the peer dies or drops its link, a reader drains what is left in the ring and then reports

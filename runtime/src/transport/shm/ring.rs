@@ -184,7 +184,12 @@ impl CpuHint {
     /// Notes the CPU this thread runs on; whether the peer last waited on the same one.
     pub(super) fn shares_cpu(&self) -> bool {
         let cpu = u32::try_from(rustix::thread::sched_getcpu()).map_or(0, |c| c.saturating_add(1));
-        self.map.u32_at(self.ours).store(cpu, Ordering::Relaxed);
+        // Stored only when it changed: the peer reads this line, and a store would take it
+        // back from the peer's cache on every call.
+        let ours = self.map.u32_at(self.ours);
+        if ours.load(Ordering::Relaxed) != cpu {
+            ours.store(cpu, Ordering::Relaxed);
+        }
         cpu != 0 && self.map.u32_at(self.theirs).load(Ordering::Relaxed) == cpu
     }
 }

@@ -141,6 +141,7 @@ impl ShmReader {
     /// says nothing of whether it pays for the reader, and the other way round.
     pub(super) fn spin_until_readable(&self) -> Box<dyn SpinUntilReadable> {
         Box::new(ArrivalSpin {
+            hint: self.spinner.hint.clone(),
             arrivals: self.ring.arrivals(),
             spinner: Mutex::new(Spinner::new(self.spinner.budget, self.spinner.hint.clone())),
             reader: self.sleep.clone(),
@@ -160,6 +161,8 @@ impl ShmReader {
 
 /// Spins on a ring's arrivals, waking the ring's reader itself when it took over its wake-up.
 struct ArrivalSpin {
+    /// Where each side last ran (the reader's spinner holds the same).
+    hint: Option<Arc<CpuHint>>,
     arrivals: Arrivals,
     spinner: Mutex<Spinner>,
     reader: Arc<ReaderSleep>,
@@ -202,6 +205,10 @@ impl SpinUntilReadable for ArrivalSpin {
             waker.wake();
         }
         seen
+    }
+
+    fn peer_on_other_cpu(&self) -> bool {
+        self.hint.as_ref().is_some_and(|h| !h.shares_cpu())
     }
 }
 

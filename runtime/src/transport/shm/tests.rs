@@ -654,6 +654,40 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     assert_eq!(later.unwrap().as_ref(), Some(b"later"));
 }
 
+/// Keeps this thread on the CPU it runs on; which one.
+fn pin_to_this_cpu() -> usize {
+    let cpu = rustix::thread::sched_getcpu();
+    let mut only = rustix::thread::CpuSet::new();
+    only.set(cpu);
+    rustix::thread::sched_setaffinity(None, &only).unwrap();
+    cpu
+}
+
+#[test]
+fn the_link_tells_whether_the_peer_last_waited_on_another_cpu() {
+    use super::ring::CPU_AT;
+    use std::sync::atomic::Ordering;
+
+    let cpu = u32::try_from(pin_to_this_cpu()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ((cr, _cw), (_sr, _sw)) = rt.block_on(async { pair(SMALL, Duration::ZERO) });
+    let map = cr.map_for_tests();
+    let place = cr.spin_until_readable();
+    let server_cpu = |v: u32| map.u32_at(CPU_AT[1]).store(v, Ordering::SeqCst);
+    // The words hold a CPU's number plus one; 0 is "not known yet".
+    server_cpu(cpu + 1);
+    assert!(!place.peer_on_other_cpu(), "the peer shares our CPU");
+    assert_eq!(map.u32_at(CPU_AT[0]).load(Ordering::SeqCst), cpu + 1);
+    server_cpu(cpu + 2);
+    assert!(place.peer_on_other_cpu(), "the peer waits on another CPU");
+    // Where the peer waits is not known yet: it may run beside us, as with large writes.
+    server_cpu(0);
+    assert!(place.peer_on_other_cpu());
+}
+
 #[test]
 fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     use super::ring::CPU_AT;
@@ -661,10 +695,7 @@ fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     use std::time::Instant;
 
     // This thread stays on one CPU, so the CPU it notes is the one it spins on.
-    let cpu = rustix::thread::sched_getcpu();
-    let mut only = rustix::thread::CpuSet::new();
-    only.set(cpu);
-    rustix::thread::sched_setaffinity(None, &only).unwrap();
+    let cpu = pin_to_this_cpu();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -778,11 +809,7 @@ fn a_large_write_is_published_in_parts_only_while_the_peer_runs_elsewhere() {
     );
     // The peer waits on our CPU: it could not read before we stop, so one publication (the
     // watcher still runs on any CPU, so a write in parts would show).
-    let cpu = rustix::thread::sched_getcpu();
-    let mut only = rustix::thread::CpuSet::new();
-    only.set(cpu);
-    rustix::thread::sched_setaffinity(None, &only).unwrap();
-    let ours = u32::try_from(cpu).unwrap() + 1;
+    let ours = u32::try_from(pin_to_this_cpu()).unwrap() + 1;
     let shared = parts_seen_while_writing(|| ours, len, 5);
     assert!(
         shared.iter().all(|&n| n == len as u64),
