@@ -940,34 +940,6 @@ mod tests {
         }
     }
 
-    /// A write half that keeps what it is given, for a test to look at.
-    struct Recorder(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl tokio::io::AsyncWrite for Recorder {
-        fn poll_write(
-            self: std::pin::Pin<&mut Self>,
-            _cx: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
     /// How many bytes of a frame sent with others due (`eager = false`) are written by the
     /// time `send` returns, and after the runtime ran its other ready tasks, over a link whose
     /// transport says the peer runs on another CPU (`other_cpu`) or on ours.
@@ -978,10 +950,11 @@ mod tests {
             .await
             .expect("the peer's handshake");
         let (reader, _) = tokio::io::split(ours);
-        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = crate::outbox::Recorder::default();
+        let written = || crate::outbox::lock_bytes(&out.bytes).len();
         let link = crate::transport::Link {
             reader: Box::new(reader),
-            writer: Box::new(Recorder(written.clone())),
+            writer: Box::new(out.clone()),
             scheme: "shm",
             peer: "test".into(),
             local_host: None,
@@ -991,15 +964,15 @@ mod tests {
             spin_until_readable: Some(Box::new(PeerPlace { other_cpu })),
         };
         let conn = super::establish(&rt.inner, link).await.expect("handshake");
-        let before = written.lock().unwrap().len();
+        let before = written();
         let frame = crate::message::ack(crate::id::CallId(1));
         let len = frame.len();
         conn.send(frame, false).await.expect("sent");
-        let at_once = written.lock().unwrap().len() - before;
+        let at_once = written() - before;
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        let later = written.lock().unwrap().len() - before;
+        let later = written() - before;
         assert_eq!(later, len, "the frame, whole, once");
         drop(theirs);
         (at_once, later)

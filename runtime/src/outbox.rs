@@ -13,7 +13,8 @@
 //! Writing at once is right for a lone call (latency) and wrong for many (one syscall each):
 //! a sender that knows other calls are in flight sends with `eager = false`, and its frame waits
 //! for a flush job that runs after the tasks ready now have queued theirs, then writes them all
-//! in one batch. (Over shared memory a write costs no syscall, and while the peer reads on
+//! in one batch (the job first steps behind the tasks ready when it starts: on a multi-thread
+//! runtime a task spawned from a worker would run before them). (Over shared memory a write costs no syscall, and while the peer reads on
 //! another CPU the connection sends every frame eagerly: `Connection::writes_at_once`.)
 //!
 //! The queue is bounded in frames and in bytes ([`Limits`]). A reply does not wait behind more
@@ -385,6 +386,10 @@ impl FlushJob {
     /// gives up the right to write.
     pub(crate) async fn run(self) -> std::io::Result<()> {
         let outbox = self.outbox;
+        if self.rest.len() <= self.start {
+            // A batch to gather: the senders it is for run first.
+            BehindReadyTasks(false).await;
+        }
         let mut w = outbox.writer.lock().await;
         let mut batch = self.rest;
         let mut start = self.start;
@@ -407,6 +412,27 @@ impl FlushJob {
         }
         drop(w);
         Ok(())
+    }
+}
+
+/// Ready once the tasks that were ready when it was first polled have run: its first poll
+/// asks to be polled again and steps aside. A task that wakes itself while it runs goes to the
+/// back of the run queue, on both of tokio's schedulers; a task spawned from a worker of a
+/// multi-thread runtime goes into the worker's next slot instead, ahead of the tasks already
+/// waiting. Without this, a flush job spawned there ran before the senders whose frames it
+/// was to batch, and wrote one frame per system call.
+struct BehindReadyTasks(bool);
+
+impl std::future::Future for BehindReadyTasks {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -466,10 +492,84 @@ fn write_without_waiting(w: &mut BoxWrite, buf: &[u8]) -> usize {
     done
 }
 
+/// A write half that takes everything at once and keeps it, counting the writes, for tests to
+/// look at.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Recorder {
+    pub(crate) bytes: Arc<Mutex<Vec<u8>>>,
+    pub(crate) writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(test)]
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock_bytes(&self.bytes).extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn lock_bytes(bytes: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    bytes.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn frames_of_senders_ready_together_go_out_in_one_write_on_a_multi_thread_runtime() {
+        // One worker, so no other thread steals a task: the order is the scheduler's own.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let out = Recorder::default();
+        let outbox = Outbox::new(Box::new(out.clone()), frames(64));
+        rt.block_on(rt.spawn(async move {
+            let senders: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let outbox = outbox.clone();
+                    tokio::spawn(async move {
+                        // As a caller with other calls in flight sends (`Connection::send`).
+                        match outbox.send(vec![i; 3], false).await.unwrap() {
+                            Sent::Deferred(job) => Some(tokio::spawn(job.run())),
+                            Sent::Queued | Sent::Written => None,
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                if let Some(job) = s.await.unwrap() {
+                    job.await.unwrap().unwrap();
+                }
+            }
+        }))
+        .expect("the senders");
+        let bytes = lock_bytes(&out.bytes).clone();
+        assert_eq!(bytes.len(), 24, "every frame, once");
+        for frame in bytes.chunks(3) {
+            assert!(frame.iter().all(|&b| b == frame[0]), "a frame was torn");
+        }
+        let writes = out.writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(writes, 1, "the frames went out in {writes} writes");
+    }
 
     #[tokio::test]
     async fn frames_arrive_whole_and_in_order_through_a_full_socket() {
