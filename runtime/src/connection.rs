@@ -343,8 +343,12 @@ impl Connection {
         r
     }
 
-    fn complete(&self, id: u64, r: Result<Received, RemoteError>) {
-        let tx = lock(&self.inner.pending).remove(&id);
+    /// Hands the answer to call `id` to its caller; how many of our calls still wait for one.
+    fn complete(&self, id: u64, r: Result<Received, RemoteError>) -> usize {
+        let (tx, waiting) = {
+            let mut pending = lock(&self.inner.pending);
+            (pending.remove(&id), pending.len())
+        };
         match tx {
             Some(tx) => {
                 let _ = tx.send(r);
@@ -352,6 +356,7 @@ impl Connection {
             // A late answer to a call whose caller gave up.
             None => tracing::trace!(call = id, "answer to a call nobody waits for"),
         }
+        waiting
     }
 
     /// Starts a handler: on a current-thread runtime it is polled once here first, and
@@ -875,15 +880,21 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
                 call,
                 status,
                 payload,
-            } => conn.complete(
-                call.0,
-                Ok(Received::Reply {
-                    status,
-                    frame,
-                    payload,
-                }),
-            ),
-            Message::Ack(call) => conn.complete(call.0, Ok(Received::Ack)),
+            } => {
+                let waiting = conn.complete(
+                    call.0,
+                    Ok(Received::Reply {
+                        status,
+                        frame,
+                        payload,
+                    }),
+                );
+                step_aside(&conn, r.buffer().is_empty(), waiting).await;
+            }
+            Message::Ack(call) => {
+                let waiting = conn.complete(call.0, Ok(Received::Ack));
+                step_aside(&conn, r.buffer().is_empty(), waiting).await;
+            }
             Message::Cancel(call) => {
                 if let Some(h) = conn.untrack(call) {
                     tracing::debug!(call = call.0, "the caller cancelled; stopping the handler");
@@ -900,6 +911,20 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
         }
     };
     conn.close(&rt, &reason);
+}
+
+/// After handing a caller its answer, with no further bytes read (`nothing_read`; `waiting`:
+/// our calls still waiting for theirs): lets the callers woken run
+/// before the reader looks at its transport again. Over shared memory a caller then sends its
+/// next call before the reader announces that it sleeps, and the peer, finding no flag, answers
+/// without waking us through the eventfd (on one CPU a null call took 9.3 µs before, 7.4 µs
+/// with this); with calls in flight, the callers' next calls go out before the reader turns to
+/// the transport. Not for a lone call on a multi-thread runtime: there the woken caller runs
+/// next anyway, and a task that steps aside wakes an idle worker to steal it.
+async fn step_aside(conn: &Connection, nothing_read: bool, waiting: usize) {
+    if nothing_read && (conn.inner.single_thread || waiting > 0) {
+        crate::behind_ready::behind_ready_tasks().await;
+    }
 }
 
 /// Logs a protocol violation and queues an error frame for the peer before the connection closes.

@@ -55,6 +55,7 @@ extern crate self as oxrmi;
 
 mod auth;
 pub mod authorize;
+mod behind_ready;
 pub mod blocking;
 mod budget;
 mod buffers;

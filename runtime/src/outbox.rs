@@ -387,8 +387,9 @@ impl FlushJob {
     pub(crate) async fn run(self) -> std::io::Result<()> {
         let outbox = self.outbox;
         if self.rest.len() <= self.start {
-            // A batch to gather: the senders it is for run first.
-            BehindReadyTasks(false).await;
+            // A batch to gather: the senders it is for run first (a task spawned from a worker
+            // of a multi-thread runtime would run before them).
+            crate::behind_ready::behind_ready_tasks().await;
         }
         let mut w = outbox.writer.lock().await;
         let mut batch = self.rest;
@@ -412,27 +413,6 @@ impl FlushJob {
         }
         drop(w);
         Ok(())
-    }
-}
-
-/// Ready once the tasks that were ready when it was first polled have run: its first poll
-/// asks to be polled again and steps aside. A task that wakes itself while it runs goes to the
-/// back of the run queue, on both of tokio's schedulers; a task spawned from a worker of a
-/// multi-thread runtime goes into the worker's next slot instead, ahead of the tasks already
-/// waiting. Without this, a flush job spawned there ran before the senders whose frames it
-/// was to batch, and wrote one frame per system call.
-struct BehindReadyTasks(bool);
-
-impl std::future::Future for BehindReadyTasks {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
