@@ -24,8 +24,9 @@
 //! CPU, where spinning only delays the peer we wait for. The spin runs inside `poll_read` /
 //! `poll_write` and so holds a tokio worker: it is bounded by the knob and done once per poll.
 //! Then it sleeps on an eventfd: one per ring and purpose ("data available", "space available"),
-//! so a reader and a writer never steal each other's wake-ups; the flag protocol is in
-//! [`stream`].
+//! so a reader and a writer never steal each other's wake-ups, and never read back (the
+//! reactor watches it edge-triggered: each write is a new event, so a wake-up costs the sleeper
+//! no system call beyond its wait); the flag protocol is in [`stream`].
 //!
 //! A half is polled only when it is woken, so its own spin does not cover a caller waiting for
 //! a reply: the reader went to sleep before the call was even sent. The caller of a lone call

@@ -311,25 +311,18 @@ fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Polls an eventfd; on a wake-up, resets it and returns `Ready`.
+/// Polls an eventfd; `Ready` on a wake-up.
+///
+/// The counter is never read back, so a wake-up costs the sleeper no `read`: the reactor
+/// watches the descriptor edge-triggered, and every write to an eventfd wakes its watchers
+/// whatever the counter holds, so each write brings a new readiness event. The counter only
+/// grows, by one per wake-up: it would take 2^64 of them to fill it, and a write to a full
+/// counter still reports `EAGAIN`, which [`notify`] takes as a wake-up already pending.
 fn poll_event(fd: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    loop {
-        let mut guard = ready!(fd.poll_read_ready(cx))?;
-        let mut count = [0u8; 8];
-        match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut count)?)) {
-            Ok(read) => {
-                if read.is_ok() {
-                    // The read reset the counter: it is not readable until the next write,
-                    // which brings a new readiness event. Without this the next poll would
-                    // find it "ready" and spend a `read` learning otherwise.
-                    guard.clear_ready();
-                }
-                return Poll::Ready(Ok(()));
-            }
-            // Spurious readiness, now cleared: poll again to register for the next one.
-            Err(_would_block) => continue,
-        }
-    }
+    let mut guard = ready!(fd.poll_read_ready(cx))?;
+    // Seen: not readable again until the next write brings the next event.
+    guard.clear_ready();
+    Poll::Ready(Ok(()))
 }
 
 /// Polls the rendezvous socket; `Ready` once the peer's end is closed (it died, or dropped the
@@ -566,6 +559,11 @@ impl ShmReader {
     /// The mapping, to write into it as the peer.
     pub(super) fn map_for_tests(&self) -> std::sync::Arc<super::segment::Mapping> {
         self.ring.map_for_tests()
+    }
+
+    /// The eventfd this half sleeps on.
+    pub(super) fn data_event_for_tests(&self) -> BorrowedFd<'_> {
+        self.data.get_ref().as_fd()
     }
 }
 
