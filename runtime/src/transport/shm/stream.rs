@@ -186,15 +186,15 @@ impl SpinUntilReadable for ArrivalSpin {
         // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
         // the peer need not wake it through the eventfd, this thread will. Only on a thread of
         // a tokio runtime: from elsewhere the wake-up would cost what the peer's does.
-        let sleeper = if in_tokio_runtime() {
+        let sleeper = {
             let mut slot = self.reader.slot();
-            let waker = slot.take();
-            if waker.is_some() {
+            // Asked only when a reader sleeps: the answer clones the runtime's handle.
+            if slot.is_some() && in_tokio_runtime() {
                 self.arrivals.withdraw_data_waiter();
+                slot.take()
+            } else {
+                None
             }
-            waker
-        } else {
-            None
         };
         let seen = spinner.run(|| self.arrivals.since(mark));
         if seen {
