@@ -16,7 +16,9 @@
 //! 4. The client reads the byte, opens `up` for writing, and the handshake of the protocol
 //!    starts as on any other transport.
 //!
-//! Limits: this host only; 64 KiB of kernel buffer per direction (larger frames stream through);
+//! Limits: this host only; 64 KiB of kernel buffer per direction, grown up to 1 MiB for a
+//! connection that writes larger frames while the user's pipe budget allows (larger ones
+//! stream through);
 //! whoever can write the listening FIFO can send requests (keep its mode tight); a client that
 //! dies between steps 2 and 3 leaves its two FIFO files behind until the server next starts on
 //! that path. A peer that dies is seen as an end of file, as on a socket.
