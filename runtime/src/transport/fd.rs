@@ -154,8 +154,8 @@ impl FdWriter {
         }
     }
 
-    /// A pipe too small for a write of `len` bytes: grows it to fit (up to [`PIPE_GROWN`]);
-    /// whether it grew. A pipe's buffer holds 64 KiB by default, and each time it fills, the
+    /// A pipe found full by a write of `len` bytes: grows it to fit them too (up to
+    /// [`PIPE_GROWN`]); whether it grew. A pipe's buffer holds 64 KiB by default, and each time it fills, the
     /// writer sleeps until the reader, woken, drains it: a 1 MiB frame took 16 such rounds,
     /// which with the peer on another CPU (waking an idle CPU costs tens of microseconds on a
     /// virtual machine) held a pipe to about 0.4 GB/s. Only a link that carries large frames
@@ -172,7 +172,12 @@ impl FdWriter {
         if *size == 0 {
             *size = rustix::pipe::fcntl_getpipe_size(&*self.fd).unwrap_or(PIPE_GROWN);
         }
-        let want = len.next_power_of_two().min(PIPE_GROWN);
+        // The pipe is full: to have taken this write too it would need its size again plus
+        // `len` (a frame just over 64 KiB leaves only its tail for this write).
+        let want = (*size)
+            .saturating_add(len)
+            .next_power_of_two()
+            .min(PIPE_GROWN);
         if want <= *size {
             return false;
         }
@@ -352,8 +357,9 @@ mod tests {
         // Small writes that fit leave it as it is.
         w.write_all(&pattern(100)).await.unwrap();
         assert_eq!(rustix::pipe::fcntl_getpipe_size(&*w.fd).unwrap(), before);
-        // A frame three times the buffer: the write that finds it full grows it to fit the rest.
-        let data = pattern(3 * before);
+        // A frame just over the buffer (as a 64 KiB payload with its header): the write that
+        // finds it full grows it so that the whole would have fitted.
+        let data = pattern(before + 100);
         let sent = data.clone();
         let writer = tokio::spawn(async move {
             w.write_all(&sent).await.unwrap();
