@@ -449,20 +449,26 @@ async fn an_idle_reader_sleeps_instead_of_spinning() {
     );
 }
 
-#[tokio::test]
-async fn a_sleeping_reader_is_woken_without_reading_its_eventfd() {
-    let ((mut cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::ZERO);
-    let map = cr.map_for_tests();
-    let event = cr.data_event_for_tests().try_clone_to_owned().unwrap();
-    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+/// A task reading 5-byte messages from `reader`; what it read, in order.
+fn delivered(mut reader: ShmReader) -> tokio::sync::mpsc::UnboundedReceiver<[u8; 5]> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = [0u8; 5];
-        while cr.read_exact(&mut buf).await.is_ok() {
-            if got_tx.send(buf).is_err() {
+        while reader.read_exact(&mut buf).await.is_ok() {
+            if tx.send(buf).is_err() {
                 break;
             }
         }
     });
+    rx
+}
+
+#[tokio::test]
+async fn a_sleeping_reader_is_woken_without_reading_its_eventfd() {
+    let ((cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::ZERO);
+    let map = cr.map_for_tests();
+    let event = cr.data_event_for_tests().try_clone_to_owned().unwrap();
+    let mut got = delivered(cr);
     for i in 0..3u8 {
         until_announced(&map, "the reader never went to sleep").await;
         sw.write_all(&[i; 5]).await.unwrap();
@@ -614,18 +620,10 @@ impl Peer<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
-    let ((mut cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_millis(300));
+    let ((cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::from_millis(300));
     let map = cr.map_for_tests();
     let spin = cr.spin_until_readable();
-    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 5];
-        while cr.read_exact(&mut buf).await.is_ok() {
-            if got_tx.send(buf).is_err() {
-                break;
-            }
-        }
-    });
+    let mut got = delivered(cr);
     // The reader spins once (nothing comes), then sleeps.
     until_announced(&map, "the reader never went to sleep").await;
 
