@@ -14,8 +14,9 @@
 //! a sender that knows other calls are in flight sends with `eager = false`, and its frame waits
 //! for a flush job that runs after the tasks ready now have queued theirs, then writes them all
 //! in one batch (the job first steps behind the tasks ready when it starts: on a multi-thread
-//! runtime a task spawned from a worker would run before them). (Over shared memory a write costs no syscall, and while the peer reads on
-//! another CPU the connection sends every frame eagerly: `Connection::writes_at_once`.)
+//! runtime a task spawned from a worker would run before them). Over shared memory a write
+//! costs no syscall, and while the peer reads on another CPU the connection sends every frame
+//! eagerly (`Connection::writes_at_once`).
 //!
 //! The queue is bounded in frames and in bytes ([`Limits`]). A reply does not wait behind more
 //! than the byte bound of frames already queued or waiting ([`Outbox::send_reply`] refuses it,

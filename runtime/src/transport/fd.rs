@@ -155,13 +155,13 @@ impl FdWriter {
     }
 
     /// A pipe found full by a write of `len` bytes: grows it to fit them too (up to
-    /// [`PIPE_GROWN`]); whether it grew. A pipe's buffer holds 64 KiB by default, and each time it fills, the
-    /// writer sleeps until the reader, woken, drains it: a 1 MiB frame took 16 such rounds,
-    /// which with the peer on another CPU (waking an idle CPU costs tens of microseconds on a
-    /// virtual machine) held a pipe to about 0.4 GB/s. Only a link that carries large frames
-    /// grows its pipes: the kernel counts their buffers against the user's budget
-    /// (`/proc/sys/fs/pipe-user-pages-soft`) and refuses growth beyond it, which leaves the
-    /// pipe as it was (and is not asked again).
+    /// [`PIPE_GROWN`]); whether it grew. A pipe's buffer holds 64 KiB by default, and each
+    /// time it fills, the writer sleeps until the reader, woken, drains it: a 1 MiB frame took
+    /// 16 such rounds, which with the peer on another CPU (waking an idle CPU costs tens of
+    /// microseconds on a virtual machine) held a pipe to about 0.4 GB/s. Only a link that
+    /// carries large frames grows its pipes: the kernel counts their buffers against the user's
+    /// budget (`/proc/sys/fs/pipe-user-pages-soft`) and refuses growth beyond it, which leaves
+    /// the pipe as it was (and is not asked again).
     fn grow_pipe(&mut self, len: usize) -> bool {
         let End::Pipe { size, refused } = &mut self.end else {
             return false;
