@@ -976,7 +976,7 @@ mod tests {
             .expect("the peer's handshake");
         let (reader, _) = tokio::io::split(ours);
         let out = crate::outbox::Recorder::default();
-        let written = || crate::outbox::lock_bytes(&out.bytes).len();
+        let written = || super::lock(&out.bytes).len();
         let link = crate::transport::Link {
             reader: Box::new(reader),
             writer: Box::new(out.clone()),

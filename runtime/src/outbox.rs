@@ -123,7 +123,7 @@ pub(crate) struct FlushJob {
     start: usize,
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -491,7 +491,7 @@ impl AsyncWrite for Recorder {
     ) -> Poll<std::io::Result<usize>> {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        lock_bytes(&self.bytes).extend_from_slice(buf);
+        lock(&self.bytes).extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -502,11 +502,6 @@ impl AsyncWrite for Recorder {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
-}
-
-#[cfg(test)]
-pub(crate) fn lock_bytes(bytes: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
-    bytes.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -543,7 +538,7 @@ mod tests {
             }
         }))
         .expect("the senders");
-        let bytes = lock_bytes(&out.bytes).clone();
+        let bytes = lock(&out.bytes).clone();
         assert_eq!(bytes.len(), 24, "every frame, once");
         for frame in bytes.chunks(3) {
             assert!(frame.iter().all(|&b| b == frame[0]), "a frame was torn");
