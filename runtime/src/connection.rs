@@ -917,7 +917,7 @@ async fn read_loop(conn: Connection, rt: Arc<RuntimeInner>, mut r: BufReader<Box
 /// our calls still waiting for theirs): lets the callers woken run before the reader looks at
 /// its transport again. Over shared memory a caller then sends its next call before the reader
 /// announces that it sleeps, and the peer, finding no flag, answers without waking us through
-/// the eventfd (on one CPU a null call took 9.3 µs before, 7.4 µs with this); with calls in
+/// our wake-up pipe (on one CPU a null call took 9.3 µs before, 7.4 µs with this); with calls in
 /// flight, the callers' next calls go out before the reader turns to the transport. Not for a
 /// lone call on a multi-thread runtime: there the woken caller runs next anyway, and a task
 /// that steps aside wakes an idle worker to steal it.

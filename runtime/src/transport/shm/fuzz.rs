@@ -14,7 +14,7 @@ use super::ring::{
 use super::segment::Mapping;
 
 /// One segment per layout, made on first use and zeroed for each input: creating a memfd and its
-/// eventfds per input would only measure the kernel. A static, not a thread-local, so
+/// pipes per input would only measure the kernel. A static, not a thread-local, so
 /// LeakSanitizer sees it.
 static SEGMENTS: Mutex<Option<Segments>> = Mutex::new(None);
 
@@ -226,8 +226,8 @@ fn segment(layout: Layout) -> Option<Arc<Mapping>> {
             Some(m) => m.clone(),
             None => {
                 let created = rendezvous::create(layout).ok()?;
-                s.insert(key, created.segment.map.clone());
-                created.segment.map
+                s.insert(key, created.map.clone());
+                created.map
             }
         }
     };

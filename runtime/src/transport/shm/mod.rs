@@ -6,12 +6,13 @@
 //! live one refused, SO_PEERCRED checked on accept (same user or an allowed uid), the file
 //! removed when the listener goes. The dialling client creates a `memfd` (CLOEXEC,
 //! ALLOW_SEALING) sized for a header page and two rings, seals it (SHRINK, GROW, SEAL) before
-//! mapping it, and passes it with four eventfds over the socket (SCM_RIGHTS); see
-//! [`rendezvous`]. The memory has no name: nothing appears in `/dev/shm` or `ipcs -m`.
+//! mapping it, and passes it over the socket (SCM_RIGHTS) with the read ends of the two pipes
+//! it wakes the server through; the server answers with the read ends of its own two; see
+//! [`rendezvous`] and [`wake`]. The memory has no name: nothing appears in `/dev/shm` or `ipcs -m`.
 //!
 //! The server trusts nothing it receives: it checks the seals (a file that can shrink under a
 //! mapping turns reads into SIGBUS), the size against the offer and [`ring::MAX_SEGMENT`], the
-//! eventfds, and the header, before and after mapping; any mismatch refuses the connection with
+//! wake-up pipes, and the header, before and after mapping; any mismatch refuses the connection with
 //! a logged warning. Afterwards every position read from the segment is checked on every use
 //! ([`ring`]); a peer that breaks the ring gets `InvalidData` ("corrupt ring from peer"), which
 //! the runtime turns into a protocol error and a closed connection. Bytes are copied into
@@ -23,10 +24,12 @@
 //! tens of microseconds, a spinning one answers in well under one), and not at all on a single
 //! CPU, where spinning only delays the peer we wait for. The spin runs inside `poll_read` /
 //! `poll_write` and so holds a tokio worker: it is bounded by the knob and done once per poll.
-//! Then it sleeps on an eventfd: one per ring and purpose ("data available", "space available"),
-//! so a reader and a writer never steal each other's wake-ups, and never read back (the
-//! reactor watches it edge-triggered: each write is a new event, so a wake-up costs the sleeper
-//! no system call beyond its wait); the flag protocol is in [`stream`].
+//! Then it sleeps on a wake-up pipe: one per ring and purpose ("data published", "space freed"),
+//! so a reader and a writer never steal each other's wake-ups, read back only once in a while
+//! (the reactor watches it edge-triggered: each write is a new event, so a wake-up costs the
+//! sleeper no system call beyond its wait); the flag protocol is in [`stream`]. Each side makes
+//! the pipes it writes and passes only their read ends, so a hostile peer can never make a
+//! wake-up block ([`wake`]).
 //!
 //! A half is polled only when it is woken, so its own spin does not cover a caller waiting for
 //! a reply: the reader went to sleep before the call was even sent. The caller of a lone call
@@ -34,7 +37,7 @@
 //! ([`SpinUntilReadable`](crate::transport::SpinUntilReadable), run by `Connection::call`), with
 //! the same budget. On a thread of a tokio runtime the caller holds the sleeping reader's
 //! wake-up while it spins (the waker the reader left, its flag withdrawn from the ring), so the
-//! peer writes no eventfd and the reader is woken by the caller's thread when the spin ends: a
+//! peer writes no wake-up and the reader is woken by the caller's thread when the spin ends: a
 //! reply seen during the spin costs neither process a system call, and on a multi-thread
 //! runtime the reader runs on the caller's worker instead of another worker being woken for it.
 //! The serving side does the same for the peer's next call: a handler that ran as a task of its
@@ -71,6 +74,7 @@
 //! - [`segment`]: the mapping; the only `unsafe` code, behind a safe API.
 //! - [`ring`]: the layout and the checked SPSC rings.
 //! - [`rendezvous`]: creating, passing and verifying the segment.
+//! - [`wake`]: the wake-up pipes.
 //! - [`stream`]: the halves as `AsyncRead` / `AsyncWrite`, spinning and sleeping.
 //! - [`testing`]: a raw client for hostile-peer tests.
 
@@ -79,7 +83,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, Interest};
+use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, mpsc};
 
@@ -96,6 +100,7 @@ mod stream;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod wake;
 
 pub(crate) use fuzz::ring as fuzz_ring;
 use ring::Layout;
@@ -115,7 +120,7 @@ const ACCEPT_QUEUE: usize = 16;
 /// Tuning of shared-memory links.
 #[derive(Clone, Debug)]
 pub(crate) struct ShmOptions {
-    /// How long a half spins polling the ring before it sleeps on its eventfd.
+    /// How long a half spins polling the ring before it sleeps on its wake-up pipe.
     pub(crate) spin: Duration,
     /// Bytes of each ring this side creates (a power of two, at least 4 KiB); the client
     /// chooses, the server accepts what passes its checks.
@@ -250,16 +255,7 @@ async fn accept_segment(stream: UnixStream, pid: Option<i32>, spin: Duration) ->
     let segment = rendezvous::verify(offer)?;
     stream
         .async_io(Interest::WRITABLE, || {
-            let n = rustix::net::send(
-                &stream,
-                &[rendezvous::ACCEPTED],
-                rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
-            )?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(io::ErrorKind::WriteZero.into())
-            }
+            rendezvous::send_answer(stream.as_fd(), &segment.wakes)
         })
         .await?;
     link(segment, Role::Server, stream, pid, spin)
@@ -310,7 +306,7 @@ async fn connect_halves(
             format!("bad shared-memory ring capacity {}", options.capacity),
         )
     })?;
-    let mut stream = UnixStream::connect(path).await?;
+    let stream = UnixStream::connect(path).await?;
     let pid = stream.peer_cred().ok().and_then(|c| c.pid());
     let created = rendezvous::create(layout)?;
     let offer = rendezvous::offer_bytes(&layout);
@@ -320,22 +316,19 @@ async fn connect_halves(
                 stream.as_fd(),
                 &offer,
                 created.memfd.as_fd(),
-                &created.segment.events,
+                &created.outgoing,
             )
         })
         .await?;
-    // The memory stays alive through the mappings; the descriptor is no longer needed.
-    drop(created.memfd);
-    let mut answer = [0u8; 1];
-    let n = stream.read(&mut answer).await?;
-    if n != 1 || answer[0] != rendezvous::ACCEPTED {
-        return Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("the server at {path} refused the shared-memory segment (see its log)"),
-        ));
-    }
+    let theirs = stream
+        .async_io(Interest::READABLE, || {
+            rendezvous::recv_answer(stream.as_fd())
+        })
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("shm rendezvous at {path}: {e}")))?;
     let sock: OwnedFd = stream.into_std()?.into();
-    let (reader, writer) = stream::split(created.segment, Role::Client, sock, options.spin)?;
+    let segment = created.accepted(theirs);
+    let (reader, writer) = stream::split(segment, Role::Client, sock, options.spin)?;
     Ok((reader, writer, pid))
 }
 

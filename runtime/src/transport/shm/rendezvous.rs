@@ -1,18 +1,22 @@
-//! The rendezvous: the client creates the segment and four eventfds and passes them with
-//! SCM_RIGHTS over the Unix socket, with a 32-byte offer saying what it created; the server
-//! checks all of it before mapping anything and answers one byte if it accepts.
+//! The rendezvous: the client creates the segment and its two wake-up pipes and passes the
+//! memfd and the pipes' read ends with SCM_RIGHTS over the Unix socket, with a 32-byte offer
+//! saying what it created; the server checks all of it before mapping anything and, if it
+//! accepts, answers one byte with the read ends of its own two wake-up pipes (see [`wake`] for
+//! why each side makes the pipes it writes).
 //!
 //! The offer: magic u64, version u32, zero u32, capacity of ring 0 u64, of ring 1 u64 (all
-//! little-endian). The descriptors, in order: the memfd, then per ring its "data available" and
-//! "space available" eventfds ([`event_index`]).
+//! little-endian). The descriptors, in order: the memfd, then the read ends of the sender's
+//! "data published" and "space freed" pipes. The answer: the byte [`ACCEPTED`] with the same
+//! two read ends of the server's pipes.
+//!
+//! [`wake`]: super::wake
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::event::{EventfdFlags, eventfd};
-use rustix::fs::{FileType, MemfdFlags, OFlags, SealFlags};
+use rustix::fs::{FileType, MemfdFlags, SealFlags};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -20,43 +24,52 @@ use rustix::net::{
 
 use super::ring::{Layout, MAGIC, VERSION};
 use super::segment::Mapping;
+use super::wake::{self, Outgoing, Wakes};
 
 /// Bytes of the offer.
 pub(super) const OFFER_LEN: usize = 32;
-/// Descriptors passed with the offer: the memfd and four eventfds.
-const FDS: usize = 5;
+/// Descriptors passed with the offer: the memfd and two read ends.
+const OFFER_FDS: usize = 3;
+/// Descriptors passed with the answer: two read ends.
+const ANSWER_FDS: usize = 2;
 /// The byte the server answers when it accepts the segment.
 pub(super) const ACCEPTED: u8 = 1;
 
-/// Which eventfd of the four: ring `ring`'s "data available" (`space == false`) or "space
-/// available" one.
-pub(super) const fn event_index(ring: usize, space: bool) -> usize {
-    ring * 2 + space as usize
-}
-
-/// A segment and its eventfds, as the client made them or the server accepted them.
+/// A segment and its wake-up pipes, as the client made them or the server accepted them.
 pub(super) struct Segment {
     /// The mapped segment.
     pub(super) map: Arc<Mapping>,
     /// The ring capacities, validated.
     pub(super) layout: Layout,
-    /// Indexed by [`event_index`]; all non-blocking.
-    pub(super) events: [OwnedFd; 4],
+    /// This side's ends of the four wake-up pipes.
+    pub(super) wakes: Wakes,
 }
 
-/// What the client created: the segment, plus the memfd to pass.
+/// What the client created, before the server's answer.
 pub(super) struct Created {
-    /// The memory file, sealed; dropped once passed (the mappings keep the memory).
+    /// The memory file, sealed; dropped once accepted (the mappings keep the memory).
     pub(super) memfd: OwnedFd,
-    /// The mapping and eventfds.
-    pub(super) segment: Segment,
+    /// The mapped segment.
+    pub(super) map: Arc<Mapping>,
+    /// The ring capacities.
+    pub(super) layout: Layout,
+    /// The client's two wake-up pipes.
+    pub(super) outgoing: Outgoing,
 }
 
-fn new_eventfd() -> io::Result<OwnedFd> {
-    Ok(eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?)
+impl Created {
+    /// The segment once the server accepted it with its read ends (data, space), checked.
+    pub(super) fn accepted(self, theirs: [OwnedFd; ANSWER_FDS]) -> Segment {
+        Segment {
+            map: self.map,
+            layout: self.layout,
+            wakes: self.outgoing.with_peer(theirs),
+        }
+    }
 }
 
-/// Creates an anonymous sealed memory file for `layout`, maps it and writes its header.
+/// Creates an anonymous sealed memory file for `layout`, maps it and writes its header, and the
+/// client's wake-up pipes.
 pub(super) fn create(layout: Layout) -> io::Result<Created> {
     let len = layout
         .total_len()
@@ -71,19 +84,11 @@ pub(super) fn create(layout: Layout) -> io::Result<Created> {
     )?;
     let map = Arc::new(Mapping::map(memfd.as_fd(), len as usize)?);
     layout.write_header(&map);
-    let events = [
-        new_eventfd()?,
-        new_eventfd()?,
-        new_eventfd()?,
-        new_eventfd()?,
-    ];
     Ok(Created {
         memfd,
-        segment: Segment {
-            map,
-            layout,
-            events,
-        },
+        map,
+        layout,
+        outgoing: Outgoing::new()?,
     })
 }
 
@@ -97,36 +102,41 @@ pub(super) fn offer_bytes(layout: &Layout) -> [u8; OFFER_LEN] {
     b
 }
 
-/// Sends `offer` with the memfd and eventfds; may fail with `WouldBlock` on a non-blocking
-/// socket (nothing was sent then).
+/// Sends `offer` with the memfd and the client's read ends; may fail with `WouldBlock` on a
+/// non-blocking socket (nothing was sent then).
 pub(super) fn send_offer(
     sock: BorrowedFd<'_>,
     offer: &[u8; OFFER_LEN],
     memfd: BorrowedFd<'_>,
-    events: &[OwnedFd; 4],
+    outgoing: &Outgoing,
 ) -> io::Result<()> {
-    let fds = [
-        memfd,
-        events[0].as_fd(),
-        events[1].as_fd(),
-        events[2].as_fd(),
-        events[3].as_fd(),
-    ];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(FDS))];
+    let [data, space] = outgoing.read_ends();
+    send_with_fds(sock, offer, &[memfd, data, space])
+}
+
+/// Sends the answer that accepts an offer, with the server's read ends.
+pub(super) fn send_answer(sock: BorrowedFd<'_>, wakes: &Wakes) -> io::Result<()> {
+    let fds = [wakes.peer_data.read_end(), wakes.peer_space.read_end()];
+    send_with_fds(sock, &[ACCEPTED], &fds)
+}
+
+/// Sends `bytes` with `fds` in one message, whole or not at all.
+fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(OFFER_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("no room for the descriptors"));
     }
     let n = rustix::net::sendmsg(
         sock,
-        &[IoSlice::new(offer)],
+        &[IoSlice::new(bytes)],
         &mut control,
         SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
     )?;
-    if n != OFFER_LEN {
+    if n != bytes.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
-            "the offer went out in part",
+            "the rendezvous message went out in part",
         ));
     }
     Ok(())
@@ -138,25 +148,29 @@ pub(super) struct Offer {
     pub(super) bytes: [u8; OFFER_LEN],
     /// The memfd.
     pub(super) memfd: OwnedFd,
-    /// The four eventfds.
-    pub(super) events: [OwnedFd; 4],
+    /// The read ends of the client's pipes: data, space.
+    pub(super) wakes: [OwnedFd; 2],
 }
 
 fn refuse(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-/// Receives the offer (`WouldBlock` if it has not arrived yet). Anything other than exactly 32
-/// bytes and five descriptors is refused; descriptors received are closed on every error path.
-pub(super) fn recv_offer(sock: BorrowedFd<'_>) -> io::Result<Offer> {
-    let mut bytes = [0u8; OFFER_LEN];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
+/// Receives one message of at most `buf.len()` bytes and `N` descriptors: its length and the
+/// descriptors, exactly `N` of them. More descriptors than `N` are refused; descriptors received
+/// are closed on every error path. `what` names the message in errors.
+fn recv_with_fds<const N: usize>(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    what: &str,
+) -> io::Result<(usize, [OwnedFd; N])> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(OFFER_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space[..rustix::cmsg_space!(ScmRights(N))]);
     let msg = rustix::net::recvmsg(
         sock,
-        &mut [IoSliceMut::new(&mut bytes)],
+        &mut [IoSliceMut::new(buf)],
         &mut control,
-        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        RecvFlags::CMSG_CLOEXEC,
     )?;
     let mut fds: Vec<OwnedFd> = Vec::new();
     for m in control.drain() {
@@ -167,23 +181,53 @@ pub(super) fn recv_offer(sock: BorrowedFd<'_>) -> io::Result<Offer> {
     if msg.bytes == 0 {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            "the peer closed before its offer",
+            format!("the peer closed before its {what}"),
         ));
     }
     if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(refuse("too many descriptors with the offer"));
+        return Err(refuse(format!("too many descriptors with the {what}")));
     }
-    if msg.bytes != OFFER_LEN {
-        return Err(refuse(format!("an offer of {} bytes", msg.bytes)));
+    let fds = <[OwnedFd; N]>::try_from(fds)
+        .map_err(|_| refuse(format!("the {what} came without its {N} descriptors")))?;
+    Ok((msg.bytes, fds))
+}
+
+/// Receives the offer (`WouldBlock` if it has not arrived yet on a non-blocking socket).
+/// Anything other than exactly 32 bytes and three descriptors is refused.
+pub(super) fn recv_offer(sock: BorrowedFd<'_>) -> io::Result<Offer> {
+    let mut bytes = [0u8; OFFER_LEN];
+    let (n, [memfd, data, space]) = recv_with_fds::<OFFER_FDS>(sock, &mut bytes, "offer")?;
+    if n != OFFER_LEN {
+        return Err(refuse(format!("an offer of {n} bytes")));
     }
-    let Ok([memfd, e0, e1, e2, e3]) = <[OwnedFd; FDS]>::try_from(fds) else {
-        return Err(refuse("the offer came without its five descriptors"));
-    };
     Ok(Offer {
         bytes,
         memfd,
-        events: [e0, e1, e2, e3],
+        wakes: [data, space],
     })
+}
+
+/// Receives the server's answer (`WouldBlock` as [`recv_offer`]): the byte [`ACCEPTED`] with
+/// the read ends of its pipes (data, space), checked. A server that refuses closes the socket:
+/// `ConnectionRefused`.
+pub(super) fn recv_answer(sock: BorrowedFd<'_>) -> io::Result<[OwnedFd; ANSWER_FDS]> {
+    let mut byte = [0u8; 1];
+    let (_, fds) = match recv_with_fds::<ANSWER_FDS>(sock, &mut byte, "answer") {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "the server refused the shared-memory segment (see its log)",
+            ));
+        }
+        r => r?,
+    };
+    if byte[0] != ACCEPTED {
+        return Err(refuse(format!("the server answered {:#04x}", byte[0])));
+    }
+    for fd in &fds {
+        wake::check_read_end(fd.as_fd())?;
+    }
+    Ok(fds)
 }
 
 fn u64_at(b: &[u8; OFFER_LEN], at: usize) -> u64 {
@@ -195,8 +239,9 @@ fn u64_at(b: &[u8; OFFER_LEN], at: usize) -> u64 {
 /// Checks everything about an offer before and after mapping it: the offer's magic and
 /// version, the capacities (powers of two, total at most `MAX_SEGMENT`), the memfd's seals
 /// (SHRINK and GROW, so it can never be cut under our mapping), its size (exactly what the offer
-/// says), the eventfds (eventfds indeed, made non-blocking), and finally the header in the
-/// memory itself. Any failure is `InvalidData` with the reason.
+/// says), the wake-up pipes (read ends of anonymous pipes, made non-blocking), and finally the
+/// header in the memory itself. Any failure is `InvalidData` with the reason. The accepted
+/// segment comes with this side's own wake-up pipes, whose read ends the answer passes.
 pub(super) fn verify(offer: Offer) -> io::Result<Segment> {
     let b = &offer.bytes;
     if u64_at(b, 0) != MAGIC {
@@ -231,29 +276,14 @@ pub(super) fn verify(offer: Offer) -> io::Result<Segment> {
             stat.st_size
         )));
     }
-    for ev in &offer.events {
-        check_eventfd(ev.as_fd())?;
+    for fd in &offer.wakes {
+        wake::check_read_end(fd.as_fd())?;
     }
     let map = Mapping::map(offer.memfd.as_fd(), len as usize)?;
     layout.check_header(&map).map_err(refuse)?;
     Ok(Segment {
         map: Arc::new(map),
         layout,
-        events: offer.events,
+        wakes: Outgoing::new()?.with_peer(offer.wakes),
     })
-}
-
-/// Refuses a descriptor that is not an eventfd (a pipe or socket there could block our writes),
-/// and makes it non-blocking whatever the peer set.
-fn check_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
-    if link.as_os_str() != "anon_inode:[eventfd]" {
-        return Err(refuse(format!(
-            "a descriptor passed as an eventfd is {}",
-            link.display()
-        )));
-    }
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
-    Ok(())
 }

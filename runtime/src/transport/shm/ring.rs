@@ -25,8 +25,9 @@ use super::segment::Mapping;
 
 /// Identifies an oxrmi shared-memory segment ("OXRMISHM", little-endian).
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"OXRMISHM");
-/// The layout version; a peer with another one is refused.
-pub(super) const VERSION: u32 = 1;
+/// The version of the layout and rendezvous; a peer with another one is refused. 2: wake-ups
+/// through pipes each side makes (1 had eventfds the client made for both).
+pub(super) const VERSION: u32 = 2;
 /// Bytes before the first ring's data: the header and control blocks, one page.
 pub(super) const HEADER_LEN: usize = 4096;
 /// The smallest ring accepted: one page.

@@ -136,7 +136,7 @@ impl Drop for Mapping {
     }
 }
 
-/// Registers `fd` with the current tokio reactor for readability (eventfds and the rendezvous
+/// Registers `fd` with the current tokio reactor for readability (wake-up pipes and the rendezvous
 /// socket are only ever waited on for that). Must run inside a tokio runtime.
 pub(super) fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     crate::transport::fd::register(fd, Interest::READABLE)

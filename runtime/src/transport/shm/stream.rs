@@ -2,25 +2,26 @@
 //!
 //! A half that cannot go on (nothing to read, no space to write) first spins for
 //! [`ShmOptions::spin`](super::ShmOptions) polling the ring, then announces it sleeps (a flag in
-//! the ring's control block), fences, checks the ring once more and only then awaits its eventfd
-//! and the rendezvous socket. The other side, after publishing a position, fences and, if the
-//! flag is set, clears it and writes the eventfd. Either the sleeper's re-check sees the new
-//! position or the publisher sees the flag: no wake-up is lost.
+//! the ring's control block), fences, checks the ring once more and only then awaits its wake-up
+//! pipe ([`wake`](super::wake)) and the rendezvous socket. The other side, after publishing a
+//! position, fences and, if the flag is set, clears it and writes a byte to that pipe. Either
+//! the sleeper's re-check sees the new position or the publisher sees the flag: no wake-up is
+//! lost.
 //!
 //! A caller spinning for its reply (see [`SpinUntilReadable`]) on a thread of a tokio runtime
 //! takes over a sleeping reader's wake-up: it takes the waker the reader left in
-//! [`ReaderSleep`] and withdraws the reader's flag, so the peer writes no eventfd, and wakes
+//! [`ReaderSleep`] and withdraws the reader's flag, so the peer writes no wake-up, and wakes
 //! the reader itself when the spin ends (bytes seen or not). On a current-thread runtime the
 //! reader could run only once the caller yields anyway; on a multi-thread one the wake-up puts
 //! the reader in this worker's next slot, where it reads the reply as soon as the caller
-//! yields, instead of another worker being woken through the eventfd and the reactor to read
+//! yields, instead of another worker being woken through the pipe and the reactor to read
 //! it (on a virtual machine a wake-up of an idle CPU alone costs several microseconds). The
 //! reader stores its waker and raises its flag under the same lock the caller takes both under,
 //! so either the caller holds the waker of a reader whose flag it cleared, or the flag stays
 //! raised: a reader never sleeps with nobody to wake it.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,9 +31,10 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::rendezvous::{Segment, event_index};
+use super::rendezvous::Segment;
 use super::ring::{Arrivals, Consumer, CpuHint, Producer, ends};
 use super::segment::watch;
+use super::wake::{Waiting, WakePipe, Woken};
 use crate::transport::SpinUntilReadable;
 
 /// Which end of the link this process is: the client writes ring 0 and reads ring 1.
@@ -56,21 +58,15 @@ pub(super) fn split(
         Role::Client => (0, 1),
         Role::Server => (1, 0),
     };
-    let [e0, e1, e2, e3] = segment.events;
-    let mut events = [Some(e0), Some(e1), Some(e2), Some(e3)];
-    let mut take = |i: usize| {
-        events[i]
-            .take()
-            .ok_or_else(|| io::Error::other("eventfd used twice"))
-    };
     // Each side's number in the hint is the ring it writes: 0 the client, 1 the server.
     let hint = Arc::new(CpuHint::new(segment.map.clone(), out_ring));
     let (producer, _) = ends(segment.map.clone(), &segment.layout, out_ring);
     let (_, consumer) = ends(segment.map, &segment.layout, in_ring);
+    let wakes = segment.wakes;
     let reader = ShmReader {
         ring: consumer,
-        data: watch(take(event_index(in_ring, false))?)?,
-        space_peer: take(event_index(in_ring, true))?,
+        data: Waiting::new(wakes.data)?,
+        space_peer: wakes.peer_space,
         sock: watch(sock.try_clone()?)?,
         peer_gone: false,
         spinner: Spinner::new(spin, Some(hint.clone())),
@@ -78,8 +74,8 @@ pub(super) fn split(
     };
     let writer = ShmWriter {
         ring: producer,
-        space: watch(take(event_index(out_ring, true))?)?,
-        data_peer: take(event_index(out_ring, false))?,
+        space: Waiting::new(wakes.space)?,
+        data_peer: wakes.peer_data,
         sock: watch(sock)?,
         peer_gone: false,
         shut: false,
@@ -91,10 +87,10 @@ pub(super) fn split(
 /// The read half: consumes the peer's ring.
 pub(crate) struct ShmReader {
     ring: Consumer,
-    /// Readable when the peer published data for us while we slept.
-    data: AsyncFd<OwnedFd>,
-    /// Written to wake the peer's writer when we free space.
-    space_peer: OwnedFd,
+    /// Woken when the peer published data for us while we slept.
+    data: Waiting,
+    /// Wakes the peer's writer when we free space.
+    space_peer: WakePipe,
     /// The rendezvous socket (our own descriptor of it): readable at the peer's end.
     sock: AsyncFd<OwnedFd>,
     /// The socket reported the peer's end: drain the ring, then end of stream.
@@ -124,10 +120,10 @@ impl ReaderSleep {
 /// The write half: produces into our ring.
 pub(crate) struct ShmWriter {
     ring: Producer,
-    /// Readable when the peer freed space for us while we slept.
-    space: AsyncFd<OwnedFd>,
-    /// Written to wake the peer's reader when we publish data.
-    data_peer: OwnedFd,
+    /// Woken when the peer freed space for us while we slept.
+    space: Waiting,
+    /// Wakes the peer's reader when we publish data.
+    data_peer: WakePipe,
     sock: AsyncFd<OwnedFd>,
     peer_gone: bool,
     /// Shut down: the ring is closed, no more writes.
@@ -151,6 +147,7 @@ impl ShmReader {
     /// Leaves the waker of the task polling this half and announces that it sleeps; the caller
     /// checks the ring again afterwards.
     fn announce_sleep(&mut self, waker: &Waker) {
+        self.data.announcing();
         let mut slot = self.sleep.slot();
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
             *slot = Some(waker.clone());
@@ -184,7 +181,7 @@ impl SpinUntilReadable for ArrivalSpin {
             return false;
         }
         // The reader sleeps (or slept, and its waker is stale: waking it again is harmless):
-        // the peer need not wake it through the eventfd, this thread will. Only on a thread of
+        // the peer need not wake it through the pipe, this thread will. Only on a thread of
         // a tokio runtime: from elsewhere the wake-up would cost what the peer's does.
         let sleeper = {
             let mut slot = self.reader.slot();
@@ -215,11 +212,6 @@ impl SpinUntilReadable for ArrivalSpin {
 /// Whether this thread belongs to a tokio runtime (runs its tasks, or blocks in it).
 fn in_tokio_runtime() -> bool {
     tokio::runtime::Handle::try_current().is_ok()
-}
-
-/// Bumps an eventfd. A full counter (`EAGAIN`) already means "wake up", so errors are moot.
-pub(super) fn notify(fd: BorrowedFd<'_>) {
-    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }
 
 /// Spinning that pays only while it pays: it helps when the peer runs on another CPU at the
@@ -311,20 +303,6 @@ fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Polls an eventfd; `Ready` on a wake-up.
-///
-/// The counter is never read back, so a wake-up costs the sleeper no `read`: the reactor
-/// watches the descriptor edge-triggered, and every write to an eventfd wakes its watchers
-/// whatever the counter holds, so each write brings a new readiness event. The counter only
-/// grows, by one per wake-up: it would take 2^64 of them to fill it, and a write to a full
-/// counter still reports `EAGAIN`, which [`notify`] takes as a wake-up already pending.
-fn poll_event(fd: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    let mut guard = ready!(fd.poll_read_ready(cx))?;
-    // Seen: not readable again until the next write brings the next event.
-    guard.clear_ready();
-    Poll::Ready(Ok(()))
-}
-
 /// Polls the rendezvous socket; `Ready` once the peer's end is closed (it died, or dropped the
 /// link). The peer never sends on it after the handshake, so bytes there are a protocol error.
 fn poll_peer_gone(sock: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -365,7 +343,7 @@ impl AsyncRead for ShmReader {
                 // first would cost as much as the copy.
                 let n = this.ring.read(buf)?;
                 if n > 0 && this.ring.take_space_waiter() {
-                    notify(this.space_peer.as_fd());
+                    this.space_peer.wake();
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -394,8 +372,13 @@ impl AsyncRead for ShmReader {
             if this.ring.available()? > 0 || this.ring.producer_closed() {
                 continue;
             }
-            if poll_event(&this.data, cx)?.is_ready() {
-                continue;
+            match this.data.poll(cx)? {
+                Poll::Ready(Woken::Up) => continue,
+                Poll::Ready(Woken::PeerGone) => {
+                    this.peer_gone = true;
+                    continue;
+                }
+                Poll::Pending => {}
             }
             if poll_peer_gone(&this.sock, cx)?.is_ready() {
                 this.peer_gone = true;
@@ -410,7 +393,7 @@ impl Drop for ShmReader {
     fn drop(&mut self) {
         self.ring.mark_gone();
         if self.ring.take_space_waiter() {
-            notify(self.space_peer.as_fd());
+            self.space_peer.wake();
         }
     }
 }
@@ -439,7 +422,7 @@ impl ShmWriter {
             let n = write(&mut self.ring)?;
             if n > 0 {
                 if self.ring.take_data_waiter() {
-                    notify(self.data_peer.as_fd());
+                    self.data_peer.wake();
                 }
                 return Poll::Ready(Ok(n));
             }
@@ -453,12 +436,18 @@ impl ShmWriter {
                     continue;
                 }
             }
+            self.space.announcing();
             self.ring.announce_space_waiter();
             if self.ring.free()? > 0 || self.ring.consumer_gone() {
                 continue;
             }
-            if poll_event(&self.space, cx)?.is_ready() {
-                continue;
+            match self.space.poll(cx)? {
+                Poll::Ready(Woken::Up) => continue,
+                Poll::Ready(Woken::PeerGone) => {
+                    self.peer_gone = true;
+                    continue;
+                }
+                Poll::Pending => {}
             }
             if poll_peer_gone(&self.sock, cx)?.is_ready() {
                 self.peer_gone = true;
@@ -473,7 +462,7 @@ impl ShmWriter {
             self.shut = true;
             self.ring.close();
             if self.ring.take_data_waiter() {
-                notify(self.data_peer.as_fd());
+                self.data_peer.wake();
             }
         }
     }
@@ -550,6 +539,9 @@ impl Drop for ShmWriter {
 }
 
 #[cfg(test)]
+use std::os::fd::{AsFd, BorrowedFd};
+
+#[cfg(test)]
 impl ShmReader {
     /// The rendezvous socket, to kill the link under the halves.
     pub(super) fn sock_for_tests(&self) -> BorrowedFd<'_> {
@@ -561,9 +553,9 @@ impl ShmReader {
         self.ring.map_for_tests()
     }
 
-    /// The eventfd this half sleeps on.
-    pub(super) fn data_event_for_tests(&self) -> BorrowedFd<'_> {
-        self.data.get_ref().as_fd()
+    /// The read end of the pipe this half sleeps on.
+    pub(super) fn data_pipe_for_tests(&self) -> BorrowedFd<'_> {
+        self.data.fd_for_tests()
     }
 }
 

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::rendezvous::{self, event_index};
+use super::rendezvous;
 use super::ring::{Consumer, Layout, Producer, ends};
-use super::stream::{ShmReader, ShmWriter, notify};
+use super::stream::{ShmReader, ShmWriter};
+use super::wake::Wakes;
 use super::{DEFAULT_CAPACITY, HANDSHAKE_TIMEOUT, ShmOptions, connect_halves};
 
 /// A client end of a shared-memory link, driven by hand from synchronous code.
@@ -23,7 +24,7 @@ pub struct RawShmClient {
     out: Producer,
     /// Server → client ring, ours to read.
     back: Consumer,
-    events: [std::os::fd::OwnedFd; 4],
+    wakes: Wakes,
 }
 
 impl RawShmClient {
@@ -32,32 +33,25 @@ impl RawShmClient {
     pub fn connect(path: &str) -> io::Result<RawShmClient> {
         let layout = Layout::new(DEFAULT_CAPACITY, DEFAULT_CAPACITY)
             .ok_or_else(|| io::Error::other("bad default layout"))?;
-        let mut sock = UnixStream::connect(path)?;
+        let sock = UnixStream::connect(path)?;
         let created = rendezvous::create(layout)?;
         rendezvous::send_offer(
             sock.as_fd(),
             &rendezvous::offer_bytes(&layout),
             created.memfd.as_fd(),
-            &created.segment.events,
+            &created.outgoing,
         )?;
         sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        let mut answer = [0u8; 1];
-        let n = io::Read::read(&mut sock, &mut answer)?;
-        if n != 1 || answer[0] != rendezvous::ACCEPTED {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                "the server refused the segment",
-            ));
-        }
+        let theirs = rendezvous::recv_answer(sock.as_fd())?;
         sock.set_nonblocking(true)?;
-        let segment = created.segment;
+        let segment = created.accepted(theirs);
         let (out, _) = ends(segment.map.clone(), &segment.layout, 0);
         let (_, back) = ends(segment.map, &segment.layout, 1);
         Ok(RawShmClient {
             sock,
             out,
             back,
-            events: segment.events,
+            wakes: segment.wakes,
         })
     }
 
@@ -65,14 +59,14 @@ impl RawShmClient {
     /// returns how much went in.
     pub fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let n = self.out.write(bytes)?;
-        notify(self.events[event_index(0, false)].as_fd());
+        self.wakes.peer_data.wake();
         Ok(n)
     }
 
     /// Reads what the server has written so far, without waiting.
     pub fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.back.read_slice(buf)?;
-        notify(self.events[event_index(1, true)].as_fd());
+        self.wakes.peer_space.wake();
         Ok(n)
     }
 
@@ -80,7 +74,7 @@ impl RawShmClient {
     /// hostile peer would, and wakes the server.
     pub fn corrupt_indices(&self, head: u64, tail: u64) {
         self.out.corrupt(head, tail);
-        notify(self.events[event_index(0, false)].as_fd());
+        self.wakes.peer_data.wake();
     }
 
     /// Whether the server has let go of the link: closed the socket, dropped its reader, or

@@ -1,4 +1,4 @@
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::rendezvous::{self, Offer, Segment};
 use super::ring::{Layout, ends};
 use super::stream::{Role, ShmReader, ShmWriter, split};
+use super::wake::{self, Outgoing};
 use super::*;
 use crate::transport::test_pattern as pattern;
 
@@ -24,17 +25,21 @@ fn temp_path(name: &str) -> String {
 fn pair(capacity: u64, spin: Duration) -> ((ShmReader, ShmWriter), (ShmReader, ShmWriter)) {
     let layout = Layout::new(capacity, capacity).unwrap();
     let created = rendezvous::create(layout).unwrap();
-    let theirs: [OwnedFd; 4] =
-        std::array::from_fn(|i| created.segment.events[i].try_clone().unwrap());
+    let server = Outgoing::new().unwrap();
+    // What SCM_RIGHTS would give the other side: descriptors of the same open files.
+    let passed = |ends: [BorrowedFd<'_>; 2]| ends.map(|fd| fd.try_clone_to_owned().unwrap());
+    let to_server = passed(created.outgoing.read_ends());
+    let to_client = passed(server.read_ends());
     let server_segment = Segment {
-        map: created.segment.map.clone(),
+        map: created.map.clone(),
         layout,
-        events: theirs,
+        wakes: server.with_peer(to_server),
     };
+    let client_segment = created.accepted(to_client);
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     b.set_nonblocking(true).unwrap();
-    let client = split(created.segment, Role::Client, a.into(), spin).unwrap();
+    let client = split(client_segment, Role::Client, a.into(), spin).unwrap();
     let server = split(server_segment, Role::Server, b.into(), spin).unwrap();
     (client, server)
 }
@@ -43,7 +48,7 @@ fn pair(capacity: u64, spin: Duration) -> ((ShmReader, ShmWriter), (ShmReader, S
 fn the_ring_wraps_around_with_odd_sizes() {
     let layout = Layout::new(SMALL, SMALL).unwrap();
     let created = rendezvous::create(layout).unwrap();
-    let (mut p, mut c) = ends(created.segment.map.clone(), &layout, 0);
+    let (mut p, mut c) = ends(created.map.clone(), &layout, 0);
     let data = pattern(100_000);
     let mut got = Vec::new();
     let mut sent = 0;
@@ -175,7 +180,7 @@ async fn corrupt_indices_are_invalid_data_never_a_panic() {
 fn a_write_reads_the_consumers_tail_only_when_the_room_it_knows_of_is_too_small() {
     let layout = Layout::new(SMALL, SMALL).unwrap();
     let created = rendezvous::create(layout).unwrap();
-    let (mut p, mut c) = ends(created.segment.map.clone(), &layout, 0);
+    let (mut p, mut c) = ends(created.map.clone(), &layout, 0);
     let mut out = vec![0u8; SMALL as usize];
     assert_eq!(p.write(&[1; 3000]).unwrap(), 3000);
     assert_eq!(c.read_slice(&mut out).unwrap(), 3000);
@@ -211,11 +216,11 @@ fn hand_made(len: u64, seals: rustix::fs::SealFlags, header: Option<Layout>) -> 
 }
 
 fn offer(layout: &Layout, memfd: OwnedFd) -> Offer {
-    let ev = || rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let read_end = || rustix::pipe::pipe().unwrap().0;
     Offer {
         bytes: rendezvous::offer_bytes(layout),
         memfd,
-        events: [ev(), ev(), ev(), ev()],
+        wakes: [read_end(), read_end()],
     }
 }
 
@@ -266,10 +271,14 @@ fn the_receiver_refuses_unsealed_missized_or_misdeclared_segments() {
             o.bytes[0] ^= 0xff;
             o
         }),
-        ("a pipe for an eventfd", {
+        ("an eventfd for a pipe", {
             let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
-            let (r, _w) = rustix::pipe::pipe().unwrap();
-            o.events[2] = r;
+            o.wakes[1] = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+            o
+        }),
+        ("the write end of a pipe for its read end", {
+            let mut o = offer(&layout, hand_made(len, sealed, Some(layout)));
+            o.wakes[0] = rustix::pipe::pipe().unwrap().1;
             o
         }),
         ("a plain file for the segment", {
@@ -283,6 +292,59 @@ fn the_receiver_refuses_unsealed_missized_or_misdeclared_segments() {
             .unwrap_or_else(|| panic!("{what} passed"));
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}");
     }
+}
+
+/// Sends `bytes` with `fds` the way a server answers, however wrong.
+fn answer_with(sock: &std::os::unix::net::UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    let io = [std::io::IoSlice::new(bytes)];
+    rustix::net::sendmsg(sock, &io, &mut control, SendFlags::empty()).unwrap();
+}
+
+#[test]
+fn the_client_refuses_an_answer_without_the_read_ends_of_two_pipes() {
+    let (r1, w1) = rustix::pipe::pipe().unwrap();
+    let (r2, _w2) = rustix::pipe::pipe().unwrap();
+    let eventfd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let accepted = [rendezvous::ACCEPTED];
+    let cases: Vec<(&str, Vec<u8>, Vec<BorrowedFd<'_>>)> = vec![
+        ("no descriptors", accepted.to_vec(), vec![]),
+        ("one descriptor", accepted.to_vec(), vec![r1.as_fd()]),
+        (
+            "three descriptors",
+            accepted.to_vec(),
+            vec![r1.as_fd(), r2.as_fd(), r2.as_fd()],
+        ),
+        (
+            "a write end",
+            accepted.to_vec(),
+            vec![r1.as_fd(), w1.as_fd()],
+        ),
+        (
+            "an eventfd",
+            accepted.to_vec(),
+            vec![eventfd.as_fd(), r2.as_fd()],
+        ),
+        ("another byte", vec![0x15], vec![r1.as_fd(), r2.as_fd()]),
+    ];
+    for (what, bytes, fds) in cases {
+        let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        answer_with(&server, &bytes, &fds);
+        let e = rendezvous::recv_answer(client.as_fd()).expect_err(what);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}");
+    }
+    // A server that refuses closes the socket.
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(server);
+    let e = rendezvous::recv_answer(client.as_fd()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    // And the answer a server gives passes.
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    answer_with(&server, &accepted, &[r1.as_fd(), r2.as_fd()]);
+    assert!(rendezvous::recv_answer(client.as_fd()).is_ok());
 }
 
 fn dev_shm_entries() -> Vec<std::path::PathBuf> {
@@ -464,10 +526,10 @@ fn delivered(mut reader: ShmReader) -> tokio::sync::mpsc::UnboundedReceiver<[u8;
 }
 
 #[tokio::test]
-async fn a_sleeping_reader_is_woken_without_reading_its_eventfd() {
+async fn a_sleeping_reader_is_woken_without_reading_its_pipe() {
     let ((cr, _cw), (_sr, mut sw)) = pair(SMALL, Duration::ZERO);
     let map = cr.map_for_tests();
-    let event = cr.data_event_for_tests().try_clone_to_owned().unwrap();
+    let pipe = cr.data_pipe_for_tests().try_clone_to_owned().unwrap();
     let mut got = delivered(cr);
     for i in 0..3u8 {
         until_announced(&map, "the reader never went to sleep").await;
@@ -475,11 +537,9 @@ async fn a_sleeping_reader_is_woken_without_reading_its_eventfd() {
         let woke = tokio::time::timeout(Duration::from_secs(5), got.recv()).await;
         assert_eq!(woke.unwrap(), Some([i; 5]), "the reader was not woken");
     }
-    // Each wake-up added one to the counter and nobody read it back: a read is a system call
-    // per wake-up the edge-triggered reactor does not need.
-    let mut count = [0u8; 8];
-    rustix::io::read(&event, &mut count).unwrap();
-    assert_eq!(u64::from_ne_bytes(count), 3);
+    // Each wake-up left its byte and nobody read it back: a read is a system call per wake-up
+    // the edge-triggered reactor does not need.
+    assert_eq!(wake::unread(pipe.as_fd()), 3);
 }
 
 #[tokio::test]
@@ -553,7 +613,7 @@ fn a_spin_over_a_closed_ring_ends_at_once() {
 }
 
 /// Whether the client's reader has announced that it sleeps (the flag its peer checks before
-/// writing its eventfd).
+/// writing to its pipe).
 fn client_reader_announced(map: &super::segment::Mapping) -> bool {
     use super::ring::{CONTROL_AT, DATA_WAITER};
     // The client reads ring 1.
@@ -654,7 +714,7 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     until_announced(&map, "the reader did not go back to sleep").await;
 
     // A caller on a current-thread runtime, whose reader could only run once it yields, takes
-    // the wake-up over: the peer writes no eventfd, and the caller wakes the reader when it
+    // the wake-up over: the peer writes no wake-up, and the caller wakes the reader when it
     // sees the bytes.
     let spun = spin_on_current_thread_runtime(spin);
     let peer = Peer {
@@ -665,7 +725,7 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     let spin = peer.write_during(spun, false, b"again").await;
 
     // A spin that sees nothing still wakes the reader, which announces its sleep anew, so bytes
-    // written after the spin reach it through the eventfd.
+    // written after the spin reach it through its pipe.
     until_announced(&map, "the reader did not go back to sleep").await;
     let (seen, _spin) = spin_on_current_thread_runtime(spin).await.unwrap();
     assert!(!seen, "the spin saw bytes nobody wrote");
