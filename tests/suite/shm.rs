@@ -116,3 +116,40 @@ async fn a_ring_with_corrupt_indices_gets_its_writer_dropped() {
     let fresh: Remote<dyn Counter> = oxrmi::lookup(&server.url("counter")).await.unwrap();
     assert_eq!(fresh.get().await.unwrap(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_sabotages_its_wake_ups_stalls_nobody() {
+    let server = Peer::serve(Transport::Shm).await;
+    let counter: Remote<dyn Counter> = oxrmi::lookup(&server.url("counter")).await.unwrap();
+    let path = rendezvous(&server);
+    // More such peers at once than the server has threads: were a wake-up of any of them to
+    // block, the server would serve nobody.
+    let hostile = tokio::task::spawn_blocking(move || {
+        let clients: Vec<RawShmClient> = (0..4)
+            .map(|_| {
+                let client = RawShmClient::connect(&path).expect("connect a raw shm client");
+                client.sabotage_wake_ups().expect("sabotage the wake-ups");
+                client
+            })
+            .collect();
+        // Garbage: the server answers with an Error frame (a publication, and so a wake-up,
+        // with the flag raised) and closes the link.
+        clients
+            .into_iter()
+            .map(|mut client| {
+                client.write_bytes(&[0xff; 64]).unwrap();
+                client.wait_peer_closed(Duration::from_secs(10))
+            })
+            .collect::<Vec<bool>>()
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(30), hostile)
+        .await
+        .expect("the hostile peers hung")
+        .unwrap();
+    assert!(
+        closed.iter().all(|c| *c),
+        "the server kept a hostile peer: {closed:?}"
+    );
+    let add = tokio::time::timeout(Duration::from_secs(10), counter.add(1)).await;
+    assert_eq!(add.expect("the server stalled").unwrap(), 1);
+}

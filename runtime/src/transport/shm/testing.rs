@@ -3,7 +3,7 @@
 //! `oxrmi::__private::shm_testing`; not a stable API.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -75,6 +75,32 @@ impl RawShmClient {
     pub fn corrupt_indices(&self, head: u64, tail: u64) {
         self.out.corrupt(head, tail);
         self.wakes.peer_data.wake();
+    }
+
+    /// Does to the wake-ups all a hostile peer can with the descriptors it shares with the
+    /// server: fills the pipes it wakes the server through, makes every descriptor the server
+    /// holds too blocking (the read ends each side passed: descriptors passed with SCM_RIGHTS
+    /// share their flags), and raises both of its waiter flags, so that the server's next
+    /// publication and its next freeing of space each write it a wake-up. (Its own write ends
+    /// stay non-blocking: making them blocking would only hang this client.)
+    pub fn sabotage_wake_ups(&self) -> io::Result<()> {
+        let ours = [&self.wakes.peer_data, &self.wakes.peer_space];
+        for pipe in ours {
+            while rustix::io::write(pipe.write_end_for_tests(), &[0xff; 4096]).is_ok() {}
+        }
+        let shared: [BorrowedFd<'_>; 4] = [
+            self.wakes.data.as_fd(),
+            self.wakes.space.as_fd(),
+            self.wakes.peer_data.read_end(),
+            self.wakes.peer_space.read_end(),
+        ];
+        for fd in shared {
+            let flags = rustix::fs::fcntl_getfl(fd)?;
+            rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+        }
+        self.back.announce_data_waiter();
+        self.out.announce_space_waiter();
+        Ok(())
     }
 
     /// Whether the server has let go of the link: closed the socket, dropped its reader, or

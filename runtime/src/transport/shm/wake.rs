@@ -56,6 +56,11 @@ impl WakePipe {
         self.read.as_fd()
     }
 
+    /// The write end, for a test playing a hostile peer.
+    pub(super) fn write_end_for_tests(&self) -> BorrowedFd<'_> {
+        self.write.as_fd()
+    }
+
     /// Wakes the peer. Never blocks: the write end is ours alone and non-blocking. A full pipe
     /// (`EAGAIN`) holds bytes the peer has not read, so it is woken already.
     pub(super) fn wake(&self) {
