@@ -24,6 +24,10 @@
 //! tens of microseconds, a spinning one answers in well under one), and not at all on a single
 //! CPU, where spinning only delays the peer we wait for. The spin runs inside `poll_read` /
 //! `poll_write` and so holds a tokio worker: it is bounded by the knob and done once per poll.
+//! A wait for the peer's answer to bytes it has not answered yet lasts longer, by a
+//! nanosecond per 8 of them (up to 1 ms), while the peer last waited on another CPU: a peer
+//! taking in a megabyte needs more than the budget to copy and decode it, and waking us after
+//! our CPU went idle would cost more than the rest of the spin ([`stream`]'s `Unanswered`).
 //! Then it sleeps on a wake-up pipe: one per ring and purpose ("data published", "space freed"),
 //! so a reader and a writer never steal each other's wake-ups, read back only once in a while
 //! (the reactor watches it edge-triggered: each write is a new event, so a wake-up costs the

@@ -901,3 +901,54 @@ fn a_large_write_is_published_in_parts_only_while_the_peer_runs_elsewhere() {
         "a write was published in parts with the peer on our CPU: {shared:?}"
     );
 }
+
+#[test]
+fn a_spin_for_the_answer_to_a_large_write_is_patient_while_the_peer_runs_elsewhere() {
+    use super::ring::CPU_AT;
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    // This thread stays on one CPU, so the CPU it notes is the one it spins on.
+    let cpu = u32::try_from(pin_to_this_cpu()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let written = 2 << 20;
+    // What the writer's 2 MiB earn: a nanosecond per 8 bytes.
+    let patience = Duration::from_nanos(written as u64 / 8);
+    // How long a caller spins for an answer, the peer last waiting on `peer_cpu`, after 2 MiB
+    // written, and after the peer's answer to them if `answered`.
+    let spin_for = |peer_cpu: u32, answered: bool| {
+        let ((mut cr, mut cw), (_sr, mut sw)) =
+            rt.block_on(async { pair(written as u64, Duration::from_micros(1)) });
+        cr.map_for_tests()
+            .u32_at(CPU_AT[1])
+            .store(peer_cpu, Ordering::SeqCst);
+        rt.block_on(async {
+            cw.write_all(&vec![1; written]).await.unwrap();
+            if answered {
+                sw.write_all(b"x").await.unwrap();
+                cr.read_exact(&mut [0u8; 1]).await.unwrap();
+            }
+        });
+        let spin = cr.spin_until_readable();
+        let start = Instant::now();
+        assert!(!rt.block_on(async { spin.spin() }), "nothing was written");
+        start.elapsed()
+    };
+    let elsewhere = spin_for(cpu + 2, false);
+    assert!(
+        elsewhere >= patience,
+        "spun {elsewhere:?} for the answer to 2 MiB"
+    );
+    // Answered: the bytes owe us nothing more.
+    let answered = spin_for(cpu + 2, true);
+    assert!(answered < patience, "spun {answered:?} after the answer");
+    // The peer on our CPU could not answer while we spin.
+    let beside = spin_for(cpu + 1, false);
+    assert!(
+        beside < patience,
+        "spun {beside:?} with the peer on our CPU"
+    );
+}
