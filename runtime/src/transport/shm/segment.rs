@@ -102,7 +102,7 @@ impl Mapping {
         // because only the private copy is ever interpreted, and checked there.
         unsafe {
             let unfilled = dst.unfilled_mut();
-            std::ptr::copy_nonoverlapping(
+            copy_in_pieces(
                 self.ptr.as_ptr().add(offset),
                 unfilled.as_mut_ptr().cast::<u8>(),
                 len,
@@ -121,8 +121,31 @@ impl Mapping {
         // SAFETY: the destination range is inside the mapping and cannot overlap `src`. No Rust
         // reference to these bytes exists; the peer reads them only after we publish `head`.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
+            copy_in_pieces(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
         }
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst`, with one `memcpy` per
+/// [`COPY_PIECE`](crate::buffers::COPY_PIECE) bytes where one `memcpy` could be slow: ring
+/// positions fall on any byte, and some C libraries copy large blocks many times slower at some
+/// offsets (see [`crate::buffers`]).
+///
+/// # Safety
+/// As for `ptr::copy_nonoverlapping`: both ranges valid for `len` bytes, not overlapping.
+unsafe fn copy_in_pieces(src: *const u8, dst: *mut u8, len: usize) {
+    if !crate::buffers::copy_could_be_slow(src, dst, len) {
+        // SAFETY: as the caller vouched.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(crate::buffers::COPY_PIECE);
+        // SAFETY: `done + n <= len`, so both subranges lie within the ranges the caller
+        // vouched for, which do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
+        done += n;
     }
 }
 
