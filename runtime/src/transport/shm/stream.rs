@@ -361,6 +361,19 @@ fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Sleeps on a half's wake-up pipe and on the rendezvous socket: `Ready(false)` on a wake-up,
+/// `Ready(true)` once the peer is gone (it closed its end of the pipe or of the socket).
+fn sleep(
+    waiting: &Waiting,
+    sock: &AsyncFd<OwnedFd>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<bool>> {
+    if let Poll::Ready(woken) = waiting.poll(cx)? {
+        return Poll::Ready(Ok(woken == Woken::PeerGone));
+    }
+    poll_peer_gone(sock, cx).map_ok(|()| true)
+}
+
 /// Polls the rendezvous socket; `Ready` once the peer's end is closed (it died, or dropped the
 /// link). The peer never sends on it after the handshake, so bytes there are a protocol error.
 fn poll_peer_gone(sock: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -434,19 +447,8 @@ impl AsyncRead for ShmReader {
             if this.ring.available()? > 0 || this.ring.producer_closed() {
                 continue;
             }
-            match this.data.poll(cx)? {
-                Poll::Ready(Woken::Up) => continue,
-                Poll::Ready(Woken::PeerGone) => {
-                    this.peer_gone = true;
-                    continue;
-                }
-                Poll::Pending => {}
-            }
-            if poll_peer_gone(&this.sock, cx)?.is_ready() {
-                this.peer_gone = true;
-                continue;
-            }
-            return Poll::Pending;
+            let gone = ready!(sleep(&this.data, &this.sock, cx))?;
+            this.peer_gone |= gone;
         }
     }
 }
@@ -504,19 +506,8 @@ impl ShmWriter {
             if self.ring.free()? > 0 || self.ring.consumer_gone() {
                 continue;
             }
-            match self.space.poll(cx)? {
-                Poll::Ready(Woken::Up) => continue,
-                Poll::Ready(Woken::PeerGone) => {
-                    self.peer_gone = true;
-                    continue;
-                }
-                Poll::Pending => {}
-            }
-            if poll_peer_gone(&self.sock, cx)?.is_ready() {
-                self.peer_gone = true;
-                continue;
-            }
-            return Poll::Pending;
+            let gone = ready!(sleep(&self.space, &self.sock, cx))?;
+            self.peer_gone |= gone;
         }
     }
 

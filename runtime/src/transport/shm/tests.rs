@@ -739,13 +739,24 @@ async fn a_spinning_caller_takes_over_the_sleeping_readers_wake_up() {
     assert_eq!(later.unwrap().as_ref(), Some(b"later"));
 }
 
-/// Keeps this thread on the CPU it runs on; which one.
-fn pin_to_this_cpu() -> usize {
+/// Keeps this thread on the CPU it runs on (so the CPU it notes in a segment is the one it
+/// spins on); which one.
+fn pin_to_this_cpu() -> u32 {
     let cpu = rustix::thread::sched_getcpu();
     let mut only = rustix::thread::CpuSet::new();
     only.set(cpu);
     rustix::thread::sched_setaffinity(None, &only).unwrap();
-    cpu
+    u32::try_from(cpu).unwrap()
+}
+
+/// [`pin_to_this_cpu`], and a current-thread runtime to run links on this thread.
+fn pinned_runtime() -> (u32, tokio::runtime::Runtime) {
+    let cpu = pin_to_this_cpu();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (cpu, rt)
 }
 
 #[test]
@@ -753,11 +764,7 @@ fn the_link_tells_whether_the_peer_last_waited_on_another_cpu() {
     use super::ring::CPU_AT;
     use std::sync::atomic::Ordering;
 
-    let cpu = u32::try_from(pin_to_this_cpu()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (cpu, rt) = pinned_runtime();
     let ((cr, _cw), (_sr, _sw)) = rt.block_on(async { pair(SMALL, Duration::ZERO) });
     let map = cr.map_for_tests();
     let place = cr.spin_until_readable();
@@ -779,12 +786,7 @@ fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     use std::sync::atomic::Ordering;
     use std::time::Instant;
 
-    // This thread stays on one CPU, so the CPU it notes is the one it spins on.
-    let cpu = pin_to_this_cpu();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (cpu, rt) = pinned_runtime();
     let budget = Duration::from_millis(300);
     let ((cr, _cw), (_sr, _sw)) = rt.block_on(async { pair(SMALL, budget) });
     let map = cr.map_for_tests();
@@ -806,7 +808,7 @@ fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     };
 
     // The peer last waited on our CPU: the probe would only delay it.
-    server_cpu(u32::try_from(cpu).unwrap() + 1);
+    server_cpu(cpu + 1);
     let shared = next_probe();
     assert!(
         shared < budget / 3,
@@ -814,11 +816,11 @@ fn a_probe_is_skipped_while_the_peer_shares_our_cpu() {
     );
     assert_eq!(
         map.u32_at(CPU_AT[0]).load(Ordering::SeqCst),
-        u32::try_from(cpu).unwrap() + 1,
+        cpu + 1,
         "the probe did not note our CPU for the peer"
     );
     // The peer waits elsewhere: the probe spins its budget.
-    server_cpu(u32::try_from(cpu).unwrap() + 2);
+    server_cpu(cpu + 2);
     let apart = next_probe();
     assert!(apart >= budget * 9 / 10, "probed for {apart:?} only");
 }
@@ -894,7 +896,7 @@ fn a_large_write_is_published_in_parts_only_while_the_peer_runs_elsewhere() {
     );
     // The peer waits on our CPU: it could not read before we stop, so one publication (the
     // watcher still runs on any CPU, so a write in parts would show).
-    let ours = u32::try_from(pin_to_this_cpu()).unwrap() + 1;
+    let ours = pin_to_this_cpu() + 1;
     let shared = parts_seen_while_writing(|| ours, len, 5);
     assert!(
         shared.iter().all(|&n| n == len as u64),
@@ -908,12 +910,7 @@ fn a_spin_for_the_answer_to_a_large_write_is_patient_while_the_peer_runs_elsewhe
     use std::sync::atomic::Ordering;
     use std::time::Instant;
 
-    // This thread stays on one CPU, so the CPU it notes is the one it spins on.
-    let cpu = u32::try_from(pin_to_this_cpu()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (cpu, rt) = pinned_runtime();
     let written = 2 << 20;
     // What the writer's 2 MiB earn: a nanosecond per 8 bytes.
     let patience = Duration::from_nanos(written as u64 / 8);
