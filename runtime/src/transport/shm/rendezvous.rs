@@ -152,7 +152,8 @@ pub(super) struct Offer {
     pub(super) wakes: [OwnedFd; 2],
 }
 
-fn refuse(why: impl Into<String>) -> io::Error {
+/// A refusal of what the peer passed: `InvalidData`, with the reason.
+pub(super) fn refuse(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 

@@ -28,6 +28,7 @@ use rustix::fs::OFlags;
 use rustix::io::{Errno, ReadWriteFlags};
 use tokio::io::unix::AsyncFd;
 
+use super::rendezvous::refuse;
 use super::segment::watch;
 
 /// Announced sleeps between two drains of the pipe a side sleeps on. An honest peer writes at
@@ -118,10 +119,6 @@ impl Outgoing {
     }
 }
 
-fn refuse(why: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, why)
-}
-
 /// Checks a descriptor the peer passed as the read end of a wake-up pipe: an anonymous pipe
 /// (not a FIFO, whose file others can open, nor anything else), opened for reading only; and
 /// makes it non-blocking.
@@ -136,7 +133,7 @@ pub(super) fn check_read_end(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     if flags & OFlags::RWMODE != OFlags::RDONLY {
         return Err(refuse(
-            "a wake-up pipe was passed by its write end, not its read end".to_string(),
+            "a wake-up pipe was passed by its write end, not its read end",
         ));
     }
     rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
