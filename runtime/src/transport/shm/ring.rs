@@ -154,6 +154,25 @@ impl RingRef {
         self.map.u32_at(self.control + at)
     }
 
+    /// Asks the CPU for the cache lines of the bytes at position `at` and 64 past it (see
+    /// [`RingRef::ahead`]). A reader spinning for the peer's next bytes does this on every
+    /// turn, so its cache asks for them alongside the peer's `head`: once `head` moves, they are
+    /// on their way too, instead of being fetched only after it (a second trip between the
+    /// CPUs' caches per message; measured with a core each: 20 ns a hop when the two vCPUs'
+    /// caches are near, 110 ns when they are far).
+    fn touch(&self, at: u64) {
+        for offset in self.ahead(at) {
+            self.map.prefetch(offset);
+        }
+    }
+
+    /// Where in the mapping the bytes at position `at`, and 64 past it, lie: always inside
+    /// this ring's data, whatever `at` is (a peer may have written it).
+    fn ahead(&self, at: u64) -> [usize; 2] {
+        let mask = self.capacity - 1;
+        [at, at.wrapping_add(64)].map(|pos| self.data + (pos & mask) as usize)
+    }
+
     /// The (at most two) ranges of the data area holding positions `from..from + len`, as
     /// (offset in the mapping, length) pairs. `len <= capacity` is the caller's invariant.
     fn spans(&self, from: u64, len: usize) -> [(usize, usize); 2] {
@@ -229,11 +248,12 @@ impl Arrivals {
 
     /// Whether bytes (or the end of the stream) wait in the ring, or the peer published bytes
     /// since `mark` was taken: the reading end, running elsewhere, may have taken them already.
+    /// Asks for the next bytes' cache lines too ([`RingRef::touch`]): this is what spins.
     pub(super) fn since(&self, mark: u64) -> bool {
         let head = self.ring.word(HEAD).load(Ordering::Acquire);
-        head != mark
-            || head != self.ring.word(TAIL).load(Ordering::Relaxed)
-            || self.ring.word(CLOSED).load(Ordering::Acquire) != 0
+        let tail = self.ring.word(TAIL).load(Ordering::Relaxed);
+        self.ring.touch(tail);
+        head != mark || head != tail || self.ring.word(CLOSED).load(Ordering::Acquire) != 0
     }
 
     /// Withdraws the reading end's announcement that it sleeps: the producer will not wake it,
@@ -374,6 +394,11 @@ impl Consumer {
         Ok(n)
     }
 
+    /// Asks for the cache lines of the bytes the producer writes next; see [`RingRef::touch`].
+    pub(super) fn touch_next(&self) {
+        self.ring.touch(self.tail);
+    }
+
     /// A probe of this ring's arrivals, for another party to spin on.
     pub(super) fn arrivals(&self) -> Arrivals {
         Arrivals {
@@ -414,5 +439,42 @@ impl Consumer {
     /// Tells the producer we have gone: it will get `BrokenPipe` instead of waiting for space.
     pub(super) fn mark_gone(&self) {
         self.ring.word(GONE).store(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_ahead_stays_in_the_ring_s_data_wherever_the_position_points() {
+        let layout = Layout::new(MIN_CAPACITY, 2 * MIN_CAPACITY).unwrap();
+        let map = super::super::rendezvous::create(layout).unwrap().map;
+        for ring in 0..2 {
+            let r = RingRef::new(map.clone(), &layout, ring);
+            let data = r.data..r.data + r.capacity as usize;
+            let edges = [0, 1, 63, 64, r.capacity - 64, r.capacity - 1, r.capacity];
+            let far = [u64::MAX, u64::MAX - 63, u64::MAX / 2, 1 << 63];
+            for at in edges
+                .into_iter()
+                .chain(far)
+                .chain((0..3 * r.capacity).step_by(17))
+            {
+                let [this, next] = r.ahead(at);
+                assert!(
+                    data.contains(&this) && data.contains(&next),
+                    "{at}: {this}, {next}"
+                );
+                assert_eq!(this - r.data, (at % r.capacity) as usize);
+                assert_eq!(
+                    next - r.data,
+                    ((at % r.capacity + 64) % r.capacity) as usize
+                );
+                r.touch(at);
+            }
+        }
+        // Asked past its end, the mapping ignores the hint.
+        map.prefetch(map.len());
+        map.prefetch(usize::MAX);
     }
 }

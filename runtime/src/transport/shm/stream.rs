@@ -437,6 +437,7 @@ impl AsyncRead for ShmReader {
                     .spinner
                     .should_spin(|| !caller_paid.swap(false, Ordering::Relaxed))
                     && this.spinner.run_longer(patience, || {
+                        ring.touch_next();
                         ring.available() != Ok(0) || ring.producer_closed()
                     })
                 {
