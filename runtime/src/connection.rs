@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
@@ -507,6 +507,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// Why reading a frame stopped.
+#[derive(Debug)]
 pub(crate) enum ReadError {
     /// The peer closed the stream between frames.
     Eof,
@@ -538,8 +539,24 @@ pub(crate) async fn read_frame_within(
     max: usize,
     stall: Option<Duration>,
 ) -> Result<Vec<u8>, ReadError> {
-    let mut len = [0u8; LENGTH_LEN];
     // The first byte may take as long as the peer likes; the frame starts with it.
+    let first = match r.fill_buf().await {
+        Ok([]) => return Err(ReadError::Eof),
+        Ok(bytes) => bytes,
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    // The common case: the read that brought the first byte brought the whole frame (a small
+    // one, or a frame that arrived at once): taken from the buffer in one copy.
+    if let Some((prefix, rest)) = first.split_first_chunk::<LENGTH_LEN>() {
+        let len = frame::check_length(*prefix, max).map_err(ReadError::Protocol)?;
+        if let Some(body) = rest.get(..len) {
+            let mut buf = crate::buffers::take_to_read(len);
+            crate::buffers::extend_in_pieces(&mut buf, body);
+            r.consume(LENGTH_LEN + len);
+            return Ok(buf);
+        }
+    }
+    let mut len = [0u8; LENGTH_LEN];
     match r.read_exact(&mut len[..1]).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ReadError::Eof),
@@ -949,6 +966,70 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::run_first_poll;
+
+    /// Reads frames from `stream` handed over `chunk` bytes at a time through a buffer of
+    /// `buffer` bytes, until the first error, which comes back too.
+    async fn frames_from(
+        stream: &[u8],
+        chunk: usize,
+        buffer: usize,
+        max: usize,
+    ) -> (Vec<Vec<u8>>, super::ReadError) {
+        let reader: crate::transport::BoxRead =
+            Box::new(crate::fuzzing::Trickle::new(stream.to_vec(), chunk));
+        let mut r = tokio::io::BufReader::with_capacity(buffer, reader);
+        let mut frames = Vec::new();
+        loop {
+            match super::read_frame(&mut r, max).await {
+                Ok(f) => frames.push(f),
+                Err(e) => return (frames, e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_whole_however_their_bytes_arrive() {
+        let bodies: Vec<Vec<u8>> = [1usize, 5, 300, 5000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        let mut stream = Vec::new();
+        for b in &bodies {
+            stream.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            stream.extend_from_slice(b);
+        }
+        // Whole frames in the buffer (the fast path), frames straddling reads, and frames
+        // larger than the buffer.
+        for chunk in [0, 1, 3, 7, 64, 1000] {
+            for buffer in [8, 64, 8192] {
+                let (frames, end) = frames_from(&stream, chunk, buffer, 1 << 20).await;
+                assert_eq!(frames, bodies, "chunk {chunk}, buffer {buffer}");
+                assert!(
+                    matches!(end, super::ReadError::Eof),
+                    "chunk {chunk}: {end:?}"
+                );
+            }
+        }
+        // Cut inside the last frame: the stream ended in mid-frame, not between frames.
+        let cut = &stream[..stream.len() - 1];
+        for chunk in [0, 1, 64] {
+            let (frames, end) = frames_from(cut, chunk, 8192, 1 << 20).await;
+            assert_eq!(frames, bodies[..3], "chunk {chunk}");
+            assert!(
+                matches!(end, super::ReadError::Io(_)),
+                "chunk {chunk}: {end:?}"
+            );
+        }
+        // A length over the limit is refused whether the frame is buffered whole or not.
+        for chunk in [0, 2] {
+            let (frames, end) = frames_from(&stream, chunk, 8192, 4999).await;
+            assert_eq!(frames, bodies[..3], "chunk {chunk}");
+            assert!(
+                matches!(end, super::ReadError::Protocol(_)),
+                "chunk {chunk}: {end:?}"
+            );
+        }
+    }
 
     /// A transport's view of where the peer runs, fixed for a test.
     struct PeerPlace {

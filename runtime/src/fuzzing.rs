@@ -213,10 +213,21 @@ async fn settle() {
 
 /// A transport that hands its bytes over at most `chunk` at a time (all at once if 0), so frames
 /// straddle reads in every way.
-struct Trickle {
+pub(crate) struct Trickle {
     data: Vec<u8>,
     pos: usize,
     chunk: usize,
+}
+
+impl Trickle {
+    /// `data`, at most `chunk` bytes a read (all at once if 0), then the end of the stream.
+    pub(crate) fn new(data: Vec<u8>, chunk: usize) -> Trickle {
+        Trickle {
+            data,
+            pos: 0,
+            chunk,
+        }
+    }
 }
 
 impl AsyncRead for Trickle {
@@ -259,11 +270,7 @@ fn frames_here(data: &[u8]) {
         }
         None => stream,
     };
-    let reader: BoxRead = Box::new(Trickle {
-        data: rest.to_vec(),
-        pos: 0,
-        chunk,
-    });
+    let reader: BoxRead = Box::new(Trickle::new(rest.to_vec(), chunk));
     block_on(async move {
         let mut r = BufReader::with_capacity(64, reader);
         while let Ok(f) = connection::read_frame(&mut r, max).await {
