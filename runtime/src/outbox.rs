@@ -335,19 +335,11 @@ impl Outbox {
             st.busy = false;
             return None;
         }
-        let mut frames = std::mem::take(&mut st.queue);
+        let frames = std::mem::take(&mut st.queue);
         st.queued_bytes = 0;
         drop(st);
         self.space.notify_waiters();
-        if frames.len() == 1 {
-            return frames.pop();
-        }
-        let mut joined = Vec::with_capacity(frames.iter().map(Vec::len).sum());
-        for f in frames {
-            joined.extend_from_slice(&f);
-            crate::buffers::recycle(f);
-        }
-        Some(joined)
+        joined(frames)
     }
 
     fn job(self: &Arc<Self>, rest: Vec<u8>) -> FlushJob {
@@ -373,13 +365,24 @@ impl Outbox {
         };
         self.space.notify_waiters();
         let mut w = self.writer.lock().await;
-        for f in queued {
-            if w.write_all(&f).await.is_err() {
-                break;
-            }
+        if let Some(batch) = joined(queued) {
+            let _ = w.write_all(&batch).await;
         }
         let _ = w.shutdown().await;
     }
+}
+
+/// Frames as one batch to write, in order (a lone frame as it is); `None` for no frames.
+fn joined(mut frames: Vec<Vec<u8>>) -> Option<Vec<u8>> {
+    if frames.len() <= 1 {
+        return frames.pop();
+    }
+    let mut joined = Vec::with_capacity(frames.iter().map(Vec::len).sum());
+    for f in frames {
+        joined.extend_from_slice(&f);
+        crate::buffers::recycle(f);
+    }
+    Some(joined)
 }
 
 impl FlushJob {
@@ -645,6 +648,25 @@ mod tests {
             .expect("the stall timeout ends the write")
             .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
+
+    #[tokio::test]
+    async fn closing_writes_the_queued_frames_in_order_in_one_write() {
+        let out = Recorder::default();
+        let outbox = Outbox::new(Box::new(out.clone()), frames(64));
+        // A batch gathers behind a flush job that has not run when the connection closes.
+        let mut jobs = Vec::new();
+        for i in 0..5u8 {
+            if let Sent::Deferred(job) = outbox.send(vec![i; 3], false).await.unwrap() {
+                jobs.push(job);
+            }
+        }
+        assert_eq!(jobs.len(), 1, "one job for the batch");
+        outbox.close().await;
+        let expected: Vec<u8> = (0..5u8).flat_map(|i| [i; 3]).collect();
+        assert_eq!(*lock(&out.bytes), expected);
+        let writes = out.writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(writes, 1, "the queue went out in {writes} writes");
     }
 
     #[tokio::test]
