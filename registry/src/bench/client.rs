@@ -2,8 +2,9 @@
 //! the raw echo server, then measures the lifetime figures against the second bench server,
 //! and prints one JSON [`Measurement`] a line on stdout.
 //!
-//! Each raw twin runs right before its figure, so a drift of the machine (frequency, a noisy
-//! neighbour) touches both alike.
+//! Each latency figure and its raw twin are taken in alternating rounds ([`ROUNDS`]), and
+//! each other baseline right before its figure, so a drift of the machine (frequency, a noisy
+//! neighbour, on a virtual machine how far apart its vCPUs run) touches both alike.
 
 use std::future::Future;
 use std::io::Write;
@@ -18,12 +19,12 @@ use super::measurement::{Measurement, Unit};
 use super::oxrmi_calls;
 use super::placement::Pinning;
 use super::plan::{
-    BULK_ECHO, HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING,
+    BULK_ECHO, Count, HELD_FEW, HELD_MANY, IN_FLIGHT, LARGE_ECHO, MEMORY_OBJECTS, Plan, RAW_PING,
     SMALL_ECHO,
 };
 use super::raw_calls;
 use super::report;
-use super::stats::Summary;
+use super::stats::{Samples, Summary};
 use super::transport::pipe::ChildPipes;
 use super::transport::{RawStream, TransportKind};
 use crate::cli::BenchClientArgs;
@@ -86,26 +87,31 @@ pub(crate) fn run(args: BenchClientArgs) -> anyhow::Result<()> {
     let mut raw = raw_connect()?;
     let mut out = Emitter;
 
-    let raw_null = raw_calls::ping_pong(&mut *raw, RAW_PING, plan.small)?.summarize();
-    let null = on_workers(&tokio, oxrmi_calls::null(bench.clone(), plan.small))?.summarize();
+    let (raw_null, null) = alternating(
+        plan.small,
+        |count| Ok(raw_calls::ping_pong(&mut *raw, RAW_PING, count)?),
+        |count| on_workers(&tokio, oxrmi_calls::null(bench.clone(), count)),
+    )?;
     out.latency("null_call", "null call", null, Some(raw_null))?;
 
     for (size, id, label, count) in [
         (SMALL_ECHO, "echo_1k", "echo 1 KiB", plan.small),
         (LARGE_ECHO, "echo_64k", "echo 64 KiB", plan.large),
     ] {
-        let raw_echo = raw_calls::ping_pong(&mut *raw, size, count)?.summarize();
-        let echo = on_workers(&tokio, oxrmi_calls::echo(bench.clone(), size, count))?.summarize();
+        let (raw_echo, echo) = alternating(
+            count,
+            |count| Ok(raw_calls::ping_pong(&mut *raw, size, count)?),
+            |count| on_workers(&tokio, oxrmi_calls::echo(bench.clone(), size, count)),
+        )?;
         out.latency(id, label, echo, Some(raw_echo))?;
     }
 
     // Bulk: 1 MiB each way per call, as payload bytes per second each way.
-    let raw_bulk = raw_calls::ping_pong(&mut *raw, BULK_ECHO, plan.bulk)?.summarize();
-    let bulk = on_workers(
-        &tokio,
-        oxrmi_calls::echo(bench.clone(), BULK_ECHO, plan.bulk),
-    )?
-    .summarize();
+    let (raw_bulk, bulk) = alternating(
+        plan.bulk,
+        |count| Ok(raw_calls::ping_pong(&mut *raw, BULK_ECHO, count)?),
+        |count| on_workers(&tokio, oxrmi_calls::echo(bench.clone(), BULK_ECHO, count)),
+    )?;
     out.latency("echo_1m", "echo 1 MiB", bulk, Some(raw_bulk))?;
     out.emit(&Measurement {
         metric: "echo_1m_bytes_per_second".into(),
@@ -299,6 +305,26 @@ fn count(n: usize) -> String {
 /// Runs `work` as a task, not on the thread blocked in `block_on`: on a multi-thread runtime
 /// that keeps the measured loop on a worker, next to the connection's tasks, instead of paying
 /// a thread hand-off on every wake-up.
+/// Rounds in which a latency figure and its raw twin are taken, alternately.
+pub(crate) const ROUNDS: usize = 4;
+
+/// A raw twin and its figure taken in [`ROUNDS`] alternating rounds (raw first), `count`'s
+/// warm-up and timed calls shared out among the rounds; each side's samples pooled and
+/// summarized.
+fn alternating(
+    count: Count,
+    mut raw: impl FnMut(Count) -> anyhow::Result<Samples>,
+    mut ours: impl FnMut(Count) -> anyhow::Result<Samples>,
+) -> anyhow::Result<(Summary, Summary)> {
+    let (mut raw_samples, mut our_samples) = (Samples::default(), Samples::default());
+    for round in 0..ROUNDS {
+        let share = count.share(round, ROUNDS);
+        raw_samples.append(raw(share)?);
+        our_samples.append(ours(share)?);
+    }
+    Ok((raw_samples.summarize(), our_samples.summarize()))
+}
+
 fn on_workers<T: Send + 'static>(
     tokio: &tokio::runtime::Runtime,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::child_process::{ServerProcess, run_client};
+use super::client::ROUNDS;
 use super::measurement::Measurement;
 use super::placement::{Pin, Pinning, Placement};
 use super::plan::{BENCH_LEASE_MS, MEMORY_OBJECTS, Plan};
@@ -166,10 +167,13 @@ fn header(
     h += &described.join("; ");
     h += "\n";
     h += "tokio: current_thread in a process pinned to one CPU, one worker per CPU otherwise\n";
-    h += "raw baseline: same transport, same run, blocking reads and writes (shm: futex \
-          wake-ups after a 30 µs spin, or none when both sides share one CPU) against a byte \
-          echo: null call = 8-byte ping-pong, echo = ping-pong of the same size, in flight = \
-          8-byte messages kept 64 deep; ratio = ours / raw\n";
+    h += &format!(
+        "raw baseline: same transport, same run, blocking reads and writes (shm: futex \
+         wake-ups after a 30 µs spin, or none when both sides share one CPU) against a byte \
+         echo: null call = 8-byte ping-pong, echo = ping-pong of the same size, in flight = \
+         8-byte messages kept 64 deep; ratio = ours / raw; each latency figure and its raw \
+         twin taken in {ROUNDS} alternating rounds\n"
+    );
     if args.transport.kinds().contains(&TransportKind::Grpc) {
         h += "grpc: ours = a unary call through the gRPC bridge (tonic client, HTTP/2 over \
               loopback); baseline = the same call, messages and client against a hand-written \

@@ -36,6 +36,18 @@ pub(crate) struct Count {
     pub(crate) timed: usize,
 }
 
+impl Count {
+    /// Round `round`'s share (of `rounds`) of these calls: the whole split as evenly as can
+    /// be, so the rounds add up to exactly these counts.
+    pub(crate) fn share(self, round: usize, rounds: usize) -> Count {
+        let part = |n: usize| n / rounds + usize::from(round < n % rounds);
+        Count {
+            warmup: part(self.warmup),
+            timed: part(self.timed),
+        }
+    }
+}
+
 /// A run of calls kept in flight for a while, counted only after a warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
@@ -142,5 +154,25 @@ impl Plan {
             self.holding.measured.as_secs_f64(),
             self.holding.warmup.as_secs_f64(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_a_count_add_up_to_it() {
+        for (warmup, timed) in [(10, 100), (1_000, 10_000), (3, 7), (0, 1), (2_000, 20_001)] {
+            let count = Count { warmup, timed };
+            let shares: Vec<Count> = (0..4).map(|r| count.share(r, 4)).collect();
+            assert_eq!(shares.iter().map(|c| c.warmup).sum::<usize>(), warmup);
+            assert_eq!(shares.iter().map(|c| c.timed).sum::<usize>(), timed);
+            let (least, most) = (
+                shares.iter().map(|c| c.timed).min().unwrap(),
+                shares.iter().map(|c| c.timed).max().unwrap(),
+            );
+            assert!(most - least <= 1, "{count:?}: {shares:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Per-call times of a timed run, in nanoseconds, and the run's wall time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Samples {
     pub(crate) nanos: Vec<u64>,
     pub(crate) wall: Duration,
@@ -20,6 +20,12 @@ pub(crate) struct Summary {
 }
 
 impl Samples {
+    /// Adds a further run's samples and wall time to these, as if one run.
+    pub(crate) fn append(&mut self, run: Samples) {
+        self.nanos.extend(run.nanos);
+        self.wall += run.wall;
+    }
+
     /// Sorts the samples and reads the percentiles off them.
     pub(crate) fn summarize(mut self) -> Summary {
         self.nanos.sort_unstable();
@@ -65,6 +71,20 @@ mod tests {
         // Two samples: the median is the lower one, the 99th the upper one.
         assert_eq!(percentile(&[1, 9], 50.0), 1);
         assert_eq!(percentile(&[1, 9], 99.0), 9);
+    }
+
+    #[test]
+    fn runs_appended_count_as_one() {
+        let mut pooled = Samples::default();
+        for (nanos, ms) in [(vec![1_000, 3_000], 1), (vec![2_000, 100_000], 1)] {
+            pooled.append(Samples {
+                nanos,
+                wall: Duration::from_millis(ms),
+            });
+        }
+        let s = pooled.summarize();
+        assert_eq!((s.p50_us, s.p99_us, s.count), (2.0, 100.0, 4));
+        assert_eq!(s.per_second, 2_000.0);
     }
 
     #[test]
