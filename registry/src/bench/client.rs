@@ -302,9 +302,6 @@ fn count(n: usize) -> String {
     report::thousands(n as f64)
 }
 
-/// Runs `work` as a task, not on the thread blocked in `block_on`: on a multi-thread runtime
-/// that keeps the measured loop on a worker, next to the connection's tasks, instead of paying
-/// a thread hand-off on every wake-up.
 /// Rounds in which a latency figure and its raw twin are taken, alternately.
 pub(crate) const ROUNDS: usize = 4;
 
@@ -325,6 +322,9 @@ fn alternating(
     Ok((raw_samples.summarize(), our_samples.summarize()))
 }
 
+/// Runs `work` as a task, not on the thread blocked in `block_on`: on a multi-thread runtime
+/// that keeps the measured loop on a worker, next to the connection's tasks, instead of paying
+/// a thread hand-off on every wake-up.
 fn on_workers<T: Send + 'static>(
     tokio: &tokio::runtime::Runtime,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
